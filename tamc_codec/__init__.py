@@ -1,0 +1,29 @@
+"""tamc: multi-task machine-vision compression (TAMC).
+
+The package root imports nothing heavy: ``import tamc_codec`` is cheap, and the
+codec API below loads its runtime on first call.
+"""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+__version__ = "0.1.0"
+
+__all__ = ["encode", "decode", "__version__"]
+
+if TYPE_CHECKING:  # pragma: no cover
+    import numpy as np
+
+
+def encode(image: Any, tasks: Any = "all", quality: int | None = None, model: str | None = None) -> bytes:
+    """Encode an image (path, PIL image or uint8 HxWx3 array) into .tamc bytes."""
+    from .codec import encode as _encode
+
+    return _encode(image, tasks=tasks, quality=quality, model=model)
+
+
+def decode(data: bytes, task: str, model: str | None = None) -> "np.ndarray":
+    """Decode one task's raw output (units in docs/CONTRACT.md) from .tamc bytes."""
+    from .codec import decode as _decode
+
+    return _decode(data, task=task, model=model)
