@@ -1,0 +1,1 @@
+"""tamc_codec.entropy."""
