@@ -1,0 +1,79 @@
+"""A torch Dataset over a cached data folder: random crops, flips, optional downsampling.
+
+Samples are dicts in the target format of :mod:`tamc_codec.data.arrays`.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Iterable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ..contract import TASKS
+from .arrays import build_cache, load_cache, normalise
+from .folder import SceneFolder
+
+
+class MultiTaskDataset(torch.utils.data.Dataset):
+    """Scenes of a generated folder as training samples.
+
+    crop: side of a random (train) or centre (eval) crop, None for the whole image.
+    downsample: integer factor applied after cropping (area for inputs and dense
+    targets, nearest for seg), e.g. 4 for the 64x64 lookahead on 256x256 scenes.
+    """
+
+    def __init__(self, path: str | Path, tasks: Iterable[str] = TASKS, *, crop: int | None = None,
+                 train: bool = True, downsample: int = 1, cache_dir: str | Path | None = None,
+                 limit: int | None = None):
+        self.tasks = tuple(tasks)
+        folder = SceneFolder.open(path, self.tasks)
+        self.arrays = load_cache(build_cache(folder, cache_dir), self.tasks)
+        self.count = len(folder) if limit is None else min(limit, len(folder))
+        self.crop = crop
+        self.train = train
+        self.downsample = downsample
+        self.size = int(folder.meta["size"])
+        if crop is not None and crop > self.size:
+            raise ValueError(f"crop {crop} is larger than the images ({self.size})")
+
+    def __len__(self) -> int:
+        return self.count
+
+    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
+        rng = np.random.default_rng() if self.train else None
+        c = self.crop or self.size
+        if rng is not None and c < self.size:
+            y, x = (int(v) for v in rng.integers(0, self.size - c + 1, 2))
+        else:
+            y = x = (self.size - c) // 2
+        flip = bool(rng is not None and rng.random() < 0.5)
+        out: dict[str, torch.Tensor] = {}
+        for t in sorted(set(self.tasks) | {"rgb"}, key=TASKS.index):
+            a = np.asarray(self.arrays[t][i, y:y + c, x:x + c])
+            if flip:
+                a = a[:, ::-1]
+            target = normalise(t, np.ascontiguousarray(a))
+            if flip and t == "normal":
+                target[0] = -target[0]  # mirrored image, mirrored x axis
+            out[t] = torch.from_numpy(np.ascontiguousarray(target))
+        out["image"] = out["rgb"]
+        if "rgb" not in self.tasks:
+            del out["rgb"]
+        if self.downsample > 1:
+            out = {k: _down(k, v, self.downsample) for k, v in out.items()}
+        return out
+
+
+def _down(key: str, v: torch.Tensor, f: int) -> torch.Tensor:
+    if key == "seg":
+        return v[f // 2::f, f // 2::f].contiguous()
+    if key in ("depth", "normal"):
+        # average valid pixels only; a window with none stays NaN
+        valid = torch.isfinite(v[:1]).float()
+        s = F.avg_pool2d((torch.nan_to_num(v) * valid)[None], f)[0]
+        n = F.avg_pool2d(valid[None], f)[0]
+        out = s / n.clamp(min=1e-6)
+        return torch.where(n > 0, out, torch.full_like(out, float("nan")))
+    return F.avg_pool2d(v[None], f)[0]
