@@ -1,0 +1,53 @@
+"""Shared builders for the bitstream tests (not a test module)."""
+from __future__ import annotations
+
+import struct
+import zlib
+
+import numpy as np
+
+from tamc_codec.bitstream import Header, LayerSpec, pack, pack_substreams
+from tamc_codec.bitstream.container import _PREFIX
+from tamc_codec.entropy import FactorizedCoder, GaussianConditionalCoder, TableCoder, default_scale_table, index_checksum, quantize_pmf
+
+
+def small_header(**kw) -> Header:
+    base = dict(model_id=bytes(range(16)), height=100, width=150, padded_height=128,
+                padded_width=192, quality=3, tasks=0b111011)
+    base.update(kw)
+    return Header(**base)
+
+
+def small_coders() -> tuple[FactorizedCoder, GaussianConditionalCoder]:
+    gauss = GaussianConditionalCoder.build(default_scale_table(0.11, 16.0, 12))
+    pmfs = [quantize_pmf(np.append(0.5 ** np.abs(np.arange(-4, 5.0)), 0.01), 16) for _ in range(3)]
+    fact = FactorizedCoder(TableCoder(np.array(pmfs), np.full(3, 10), np.full(3, -4)))
+    return fact, gauss
+
+
+def coded_file(seed: int = 0, n_layers: int = 3, size: int = 8) -> tuple[bytes, list]:
+    """A file whose layers hold real sub-streams; returns it and what each layer holds."""
+    rng = np.random.default_rng(seed)
+    fact, gauss = small_coders()
+    layers, truth = [], []
+    for i in range(n_layers):
+        z = rng.integers(-6, 7, size=(3, 2, 2)).astype(np.int32)
+        idx = rng.integers(0, 12, size=(2, 3, size, size)).astype(np.uint8)
+        y = np.rint(rng.normal(0, 1, idx.shape) * gauss.scale_table[idx] * 1.5).astype(np.int32)
+        streams = [fact.encode(z, channel_axis=0), gauss.encode(y[0], idx[0]), gauss.encode(y[1], idx[1])]
+        payload = pack_substreams(streams, index_checksum(idx[0], idx[1]))
+        parent = None if i == 0 else i - 1 if i % 2 else 0
+        layers.append((LayerSpec(group=i, parent=parent, tasks=1 << i if i < 6 else 0), payload))
+        truth.append((z, y, idx))
+    return pack(small_header(tasks=(1 << min(n_layers, 6)) - 1), layers), truth
+
+
+def reseal_header(data: bytes) -> bytes:
+    """Recompute the header CRC after a deliberate edit, so the field checks are reached."""
+    if len(data) < _PREFIX.size:
+        return data
+    _, _, hlen = _PREFIX.unpack_from(data)
+    if hlen < 4 or hlen > len(data):
+        return data
+    head = data[: hlen - 4]
+    return head + struct.pack("<I", zlib.crc32(head)) + data[hlen:]
