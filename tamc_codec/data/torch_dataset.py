@@ -42,13 +42,18 @@ class MultiTaskDataset(torch.utils.data.Dataset):
         return self.count
 
     def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
-        rng = np.random.default_rng() if self.train else None
+        if not self.train:
+            return self.sample(i)
+        rng = np.random.default_rng()
         c = self.crop or self.size
-        if rng is not None and c < self.size:
-            y, x = (int(v) for v in rng.integers(0, self.size - c + 1, 2))
-        else:
+        y, x = (int(v) for v in rng.integers(0, self.size - c + 1, 2))
+        return self.sample(i, y, x, bool(rng.random() < 0.5))
+
+    def sample(self, i: int, y: int | None = None, x: int | None = None, flip: bool = False) -> dict[str, torch.Tensor]:
+        """Scene i cropped at (y, x) (centre crop when None), optionally mirrored."""
+        c = self.crop or self.size
+        if y is None or x is None:
             y = x = (self.size - c) // 2
-        flip = bool(rng is not None and rng.random() < 0.5)
         out: dict[str, torch.Tensor] = {}
         for t in sorted(set(self.tasks) | {"rgb"}, key=TASKS.index):
             a = np.asarray(self.arrays[t][i, y:y + c, x:x + c])
@@ -64,6 +69,20 @@ class MultiTaskDataset(torch.utils.data.Dataset):
         if self.downsample > 1:
             out = {k: _down(k, v, self.downsample) for k, v in out.items()}
         return out
+
+    def random_batch(self, rng: np.random.Generator, batch: int) -> dict[str, torch.Tensor]:
+        """A training batch drawn with `rng` alone, so that runs with one seed repeat exactly."""
+        c = self.crop or self.size
+        items = []
+        for _ in range(batch):
+            i = int(rng.integers(0, self.count))
+            y, x = (int(v) for v in rng.integers(0, self.size - c + 1, 2))
+            items.append(self.sample(i, y, x, bool(rng.random() < 0.5)))
+        return collate(items)
+
+
+def collate(items: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
+    return {k: torch.stack([it[k] for it in items]) for k in items[0]}
 
 
 def _down(key: str, v: torch.Tensor, f: int) -> torch.Tensor:

@@ -1,0 +1,90 @@
+"""`tamc train ...` and `tamc export`: the make path (requires the [train] extra)."""
+from __future__ import annotations
+
+import json
+
+import click
+
+from ..errors import TamcInputError
+
+
+def _groups_from(grouping: str | None, groups: str | None) -> tuple[list[str], dict | None]:
+    from ..contract import group_id, group_tasks
+
+    if bool(grouping) == bool(groups):
+        raise TamcInputError("give exactly one of --grouping FILE or --groups 'a+b,c'")
+    if grouping:
+        try:
+            with open(grouping, encoding="utf-8") as fh:
+                g = json.load(fh)
+            return list(g["groups"]), dict(g.get("assignment") or {})
+        except FileNotFoundError:
+            raise TamcInputError(f"{grouping}: no such file") from None
+        except (ValueError, KeyError, TypeError) as exc:
+            raise TamcInputError(f"{grouping}: not a grouping file ({exc})") from None
+    out = []
+    for raw in groups.split(","):
+        try:
+            members = [m.strip() for m in raw.split("+") if m.strip()]
+            out.append(group_id(members))
+        except ValueError as exc:
+            raise TamcInputError(f"bad group {raw!r}: {exc}") from None
+    return out, None
+
+
+@click.group()
+def train() -> None:
+    """Train tamc's networks: stage 1 (encoders and decoders), then stage 2 (entropy models).
+
+    Runs resume from OUT/checkpoint.pt when it exists. For several processes use
+    torchrun with the same arguments, e.g.
+    `torchrun --nproc_per_node 2 -m tamc_codec.train stage1 ...` (gloo on CPU, NCCL on GPU).
+    """
+
+
+@train.command()
+@click.option("--data", required=True, type=click.Path(), help="Training data folder (tamc data synth).")
+@click.option("--val", required=True, type=click.Path(), help="Validation data folder.")
+@click.option("--grouping", type=click.Path(), help="grouping.json from `tamc group`.")
+@click.option("--groups", help="Groups instead of a grouping file, e.g. 'seg+depth,edge+keypoint+rgb'.")
+@click.option("--out", "-o", required=True, type=click.Path(file_okay=False), help="Run folder (checkpoints, records).")
+@click.option("--steps", type=int, default=6000, show_default=True)
+@click.option("--batch", type=int, default=8, show_default=True, help="Images per step (per process).")
+@click.option("--crop", type=int, default=128, show_default=True, help="Random crop side for training.")
+@click.option("--lr", type=float, default=2e-3, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--eval-every", type=int, default=1000, show_default=True)
+@click.option("--ckpt-every", type=int, default=200, show_default=True)
+@click.option("--val-limit", type=int, default=None, help="Validate on the first N images only.")
+@click.option("--latent-channels", type=int, default=64, show_default=True)
+@click.option("--max-minutes", type=float, default=None,
+              help="Pause (with a checkpoint) after this many minutes; run again to continue.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
+def stage1(data, val, grouping, groups, out, steps, batch, crop, lr, seed, eval_every, ckpt_every, val_limit,
+           latent_channels, max_minutes, quiet) -> None:
+    """Stage 1: train group encoders and task decoders on the task losses (no rate term).
+
+    \b
+    Writes to OUT:
+      checkpoint.pt   resumable state (re-run the same command to continue)
+      anchor.pt       the trained network: the anchor for benchmarks and stage 2
+      stage1.json     settings, time, throughput, validation losses and metrics,
+                      the serving group chosen per task by validation loss
+      latents.npz     group latents of the validation images (input of `tamc dag`)
+    """
+    from ..nets.multitask import NetConfig
+    from ..train.stage1 import Stage1Config, train_stage1
+
+    group_list, assignment = _groups_from(grouping, groups)
+    net = NetConfig(latent_channels=latent_channels).to_dict()
+    cfg = Stage1Config(data=data, val=val, groups=group_list, out=out, steps=steps, batch=batch, crop=crop, lr=lr,
+                       seed=seed, eval_every=eval_every, ckpt_every=ckpt_every, val_limit=val_limit, net=net,
+                       grouping_file=grouping, lookahead_assignment=assignment)
+    rec = train_stage1(cfg, progress=not quiet, log=lambda m: click.echo(m, err=True), max_minutes=max_minutes)
+    if rec and not rec.get("paused"):
+        click.echo(f"stage 1 done: {rec['steps']} steps in {rec['seconds']:.0f} s "
+                   f"({rec['images_per_s']} images/s); serving: "
+                   + ", ".join(f"{t}<-{g}" for t, g in rec["serving"].items()))
+        for t, r in rec["served"].items():
+            extra = ", ".join(f"{k} {v:.4g}" for k, v in r.items() if k not in ("loss", "normalised"))
+            click.echo(f"  {t:9s} loss/trivial {r['normalised']:.3f}  {extra}")

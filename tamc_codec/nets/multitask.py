@@ -1,0 +1,170 @@
+"""Group encoders and task decoders (paper §3.2: l_a per group, l_s per task).
+
+Sized for two CPU cores rather than the paper's Xception (≈16 M parameters):
+each group has a convolutional analysis transform to a latent at 1/16 resolution,
+and each task in the group a decoder. Dense geometric tasks (seg, depth, normal)
+are predicted at 1/4 resolution and upsampled bilinearly, which costs about 4x
+less than full-resolution decoding and loses little on piecewise-smooth labels;
+rgb, edge and keypoint carry fine texture and are decoded at full resolution.
+
+Everything here exports to ONNX with plain ops (conv, transposed conv, GELU,
+bilinear resize), which the torch-free codec runs.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from ..contract import group_id, group_tasks
+from ..tasks.registry import TASK_SPECS
+
+LATENT_STRIDE = 16
+FULL_RES_TASKS = ("edge", "keypoint", "rgb")
+
+
+@dataclass
+class NetConfig:
+    latent_channels: int = 64
+    encoder_channels: tuple[int, int, int] = (32, 64, 96)
+    decoder_channels: tuple[int, int, int] = (96, 64, 48)
+    full_res_channels: int = 32
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "NetConfig":
+        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items()})
+
+
+class ResBlock(nn.Module):
+    def __init__(self, ch: int):
+        super().__init__()
+        self.c1 = nn.Conv2d(ch, ch, 3, padding=1)
+        self.c2 = nn.Conv2d(ch, ch, 3, padding=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.c2(F.gelu(self.c1(F.gelu(x))))
+
+
+class GroupEncoder(nn.Module):
+    """Analysis transform: image (3, H, W) in [0, 1] -> latent (C, H/16, W/16)."""
+
+    def __init__(self, cfg: NetConfig):
+        super().__init__()
+        c1, c2, c3 = cfg.encoder_channels
+        self.net = nn.Sequential(
+            nn.Conv2d(3, c1, 5, stride=2, padding=2), nn.GELU(),
+            nn.Conv2d(c1, c2, 5, stride=2, padding=2), ResBlock(c2), nn.GELU(),
+            nn.Conv2d(c2, c3, 5, stride=2, padding=2), ResBlock(c3), nn.GELU(),
+            nn.Conv2d(c3, cfg.latent_channels, 5, stride=2, padding=2),
+        )
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        # centre the input: the latent's zero then means "average image"
+        return self.net(image - 0.5)
+
+
+class Up(nn.Module):
+    """x2 upsampling by sub-pixel convolution: a 3x3 conv at the low resolution and a
+    pixel shuffle, several times cheaper than a transposed conv at the high one."""
+
+    def __init__(self, cin: int, cout: int):
+        super().__init__()
+        self.conv = nn.Conv2d(cin, cout * 4, 3, padding=1)
+        self.shuffle = nn.PixelShuffle(2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.shuffle(self.conv(x))
+
+
+class TaskDecoder(nn.Module):
+    """Synthesis transform for one task: latent -> prediction at the input resolution."""
+
+    def __init__(self, task: str, cfg: NetConfig):
+        super().__init__()
+        d0, d1, d2 = cfg.decoder_channels
+        out = TASK_SPECS[task].channels
+        self.task = task
+        self.full_res = task in FULL_RES_TASKS
+        layers: list[nn.Module] = [
+            nn.Conv2d(cfg.latent_channels, d0, 3, padding=1), nn.GELU(),
+            Up(d0, d1), ResBlock(d1), nn.GELU(),   # 1/8
+            Up(d1, d2), ResBlock(d2), nn.GELU(),   # 1/4
+        ]
+        if self.full_res:
+            f = cfg.full_res_channels
+            layers += [Up(d2, f), nn.GELU(), nn.Conv2d(f, f, 3, padding=1), nn.GELU(),  # 1/2
+                       Up(f, out)]                                                       # 1/1
+        else:
+            layers += [nn.Conv2d(d2, out, 3, padding=1)]
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, latent: torch.Tensor) -> torch.Tensor:
+        y = self.net(latent)
+        if not self.full_res:
+            y = F.interpolate(y, scale_factor=4, mode="bilinear", align_corners=False)
+        if self.task == "rgb":
+            y = y + 0.5  # predict around mid-grey; the target is in [0, 1]
+        return y
+
+
+class MultiGroupModel(nn.Module):
+    """One encoder per group and, inside each group, one decoder per member task.
+
+    A task in several groups has a decoder in each (it shapes each group's latent
+    during training) but is *served* by one group only at inference (`serving`).
+    """
+
+    def __init__(self, groups: list[str], cfg: NetConfig | None = None, serving: dict[str, str] | None = None):
+        super().__init__()
+        self.cfg = cfg or NetConfig()
+        self.groups = [group_id(group_tasks(g)) for g in groups]
+        if len(set(self.groups)) != len(self.groups):
+            raise ValueError("duplicate group ids")
+        self.encoders = nn.ModuleDict({_key(g): GroupEncoder(self.cfg) for g in self.groups})
+        self.decoders = nn.ModuleDict({
+            _key(g): nn.ModuleDict({t: TaskDecoder(t, self.cfg) for t in group_tasks(g)}) for g in self.groups
+        })
+        self.serving = dict(serving) if serving else default_serving(self.groups)
+
+    @property
+    def tasks(self) -> list[str]:
+        from ..contract import sort_tasks
+
+        return sort_tasks({t for g in self.groups for t in group_tasks(g)})
+
+    def encode(self, image: torch.Tensor, groups: list[str] | None = None) -> dict[str, torch.Tensor]:
+        return {g: self.encoders[_key(g)](image) for g in (groups or self.groups)}
+
+    def decode(self, group: str, task: str, latent: torch.Tensor) -> torch.Tensor:
+        return self.decoders[_key(group)][task](latent)
+
+    def forward(self, image: torch.Tensor) -> dict[tuple[str, str], torch.Tensor]:
+        """Predictions of every (group, task) pair, for training."""
+        latents = self.encode(image)
+        return {(g, t): self.decode(g, t, latents[g]) for g in self.groups for t in group_tasks(g)}
+
+    def describe(self) -> dict:
+        return {"groups": self.groups, "serving": self.serving, "config": self.cfg.to_dict()}
+
+
+def _key(group: str) -> str:
+    # ModuleDict keys cannot contain '.', and '+' reads badly in state dicts
+    return group.replace("+", "_")
+
+
+def default_serving(groups: list[str]) -> dict[str, str]:
+    """Serve each task from the smallest group containing it (before any measurement)."""
+    serving: dict[str, str] = {}
+    for g in sorted(groups, key=lambda g: (len(group_tasks(g)), g)):
+        for t in group_tasks(g):
+            serving.setdefault(t, g)
+    return serving
+
+
+def count_parameters(module: nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())

@@ -1,0 +1,374 @@
+"""Stage 1: group encoders and task decoders trained on the task losses alone (no rate).
+
+The result is also the **anchor**: the same network on uncompressed images, whose
+losses the compressed model must approach and which the benchmarks run on
+JPEG/WebP/AVIF-decoded images.
+
+Each task's loss is divided by the loss of the trivial predictor (the per-pixel
+mean label of the training set, evaluated on validation images), so that tasks in
+different units weigh alike and "loss < 0.5" reads "halves the trivial loss".
+"""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..contract import TASKS, group_tasks, sort_tasks
+from ..data.torch_dataset import MultiTaskDataset, collate
+from ..errors import TamcInputError
+from ..nets.multitask import MultiGroupModel, NetConfig, count_parameters
+from ..tasks import metrics as M
+from ..tasks.losses import task_loss
+from ..tasks.registry import TASK_SPECS
+from .common import (Dist, git_commit, init_distributed, load_checkpoint, save_checkpoint, seed_everything,
+                     set_threads, write_json)
+
+CHECKPOINT = "checkpoint.pt"
+RECORD = "stage1.json"
+LATENTS = "latents.npz"
+
+
+@dataclass
+class Stage1Config:
+    data: str
+    val: str
+    groups: list[str]
+    out: str
+    steps: int = 6000
+    batch: int = 8
+    crop: int = 128
+    lr: float = 2e-3
+    warmup: int = 200
+    seed: int = 0
+    eval_every: int = 1000
+    ckpt_every: int = 200
+    val_limit: int | None = None
+    trivial_samples: int = 256
+    net: dict = field(default_factory=lambda: NetConfig().to_dict())
+    grouping_file: str | None = None
+    lookahead_assignment: dict | None = None
+
+
+# --------------------------------------------------------------------------- trivial predictor
+
+
+def mean_maps(ds: MultiTaskDataset, tasks: list[str], limit: int) -> dict[str, torch.Tensor]:
+    """Per-pixel mean label over up to `limit` training scenes (class frequencies for seg)."""
+    n = min(limit, len(ds))
+    sums: dict[str, torch.Tensor] = {}
+    counts: dict[str, torch.Tensor] = {}
+    for i in range(n):
+        s = ds.sample(i)
+        for t in tasks:
+            v = s[t]
+            if t == "seg":
+                v = torch.nn.functional.one_hot(v, TASK_SPECS["seg"].channels).permute(2, 0, 1).float()
+                w = torch.ones_like(v[:1])
+            else:
+                w = torch.isfinite(v[:1]).float()
+                v = torch.nan_to_num(v)
+            sums[t] = sums.get(t, 0) + v * w
+            counts[t] = counts.get(t, 0) + w
+    out = {}
+    for t in tasks:
+        m = sums[t] / counts[t].clamp(min=1)
+        if t == "seg":
+            m = torch.log(m.clamp(min=1e-4))  # as logits: softmax gives back the frequencies
+        out[t] = m
+    return out
+
+
+def trivial_losses(maps: dict[str, torch.Tensor], val: MultiTaskDataset, batch: int = 8) -> dict[str, float]:
+    totals = {t: 0.0 for t in maps}
+    n = 0
+    for items in _batches(val, batch):
+        b = items
+        k = b["image"].shape[0]
+        for t, m in maps.items():
+            totals[t] += float(task_loss(t, m.expand(k, *m.shape), b[t])) * k
+        n += k
+    return {t: v / n for t, v in totals.items()}
+
+
+def _batches(ds: MultiTaskDataset, batch: int):
+    for start in range(0, len(ds), batch):
+        yield collate([ds.sample(i) for i in range(start, min(start + batch, len(ds)))])
+
+
+# --------------------------------------------------------------------------- evaluation
+
+
+class TaskMetrics:
+    """Human metrics (CONTRACT units) of one task's predictions against normalised targets."""
+
+    def __init__(self, task: str):
+        self.task = task
+        self.acc = {"seg": M.SegIoU, "depth": M.DepthError, "normal": M.AngularError,
+                    "edge": M.MeanAbs, "keypoint": M.MeanAbs}.get(task, lambda: None)()
+        self.psnr_sum = 0.0
+        self.n = 0
+
+    def update(self, pred: torch.Tensor, target: torch.Tensor) -> None:
+        spec = TASK_SPECS[self.task]
+        p, t = pred.detach().float().cpu().numpy(), target.detach().cpu().numpy()
+        for i in range(len(p)):
+            if self.task == "seg":
+                self.acc.update(p[i].argmax(0), t[i])
+            elif self.task == "depth":
+                valid = np.isfinite(t[i][0])
+                gt = np.nan_to_num(t[i][0]) * spec.scale + spec.offset
+                self.acc.update(p[i][0] * spec.scale + spec.offset, gt, valid)
+            elif self.task == "normal":
+                valid = np.isfinite(t[i][0])
+                self.acc.update(np.moveaxis(p[i], 0, -1), np.nan_to_num(np.moveaxis(t[i], 0, -1)), valid)
+            elif self.task in ("edge", "keypoint"):
+                self.acc.update(np.maximum(p[i][0] * spec.scale + spec.offset, 0), t[i][0] * spec.scale + spec.offset)
+            else:
+                self.psnr_sum += M.psnr(np.clip(p[i], 0, 1) * 255.0, t[i] * 255.0)
+                self.n += 1
+
+    def result(self) -> dict[str, float]:
+        if self.task == "seg":
+            return {"miou": self.acc.result()}
+        if self.task == "depth":
+            return self.acc.result()
+        if self.task == "normal":
+            return {"angular_error_deg": self.acc.result()}
+        if self.task in ("edge", "keypoint"):
+            return {"l1": self.acc.result()}
+        return {"psnr_db": self.psnr_sum / max(self.n, 1)}
+
+
+@torch.no_grad()
+def evaluate(model: MultiGroupModel, val: MultiTaskDataset, trivial: dict[str, float], batch: int = 8) -> dict:
+    """Validation losses of every (group, task) pair, normalised by the trivial loss, and metrics."""
+    was_training = model.training
+    model.eval()
+    sums: dict[tuple[str, str], float] = {}
+    mets = {(g, t): TaskMetrics(t) for g in model.groups for t in group_tasks(g)}
+    n = 0
+    for b in _batches(val, batch):
+        k = b["image"].shape[0]
+        preds = model(b["image"])
+        for (g, t), p in preds.items():
+            sums[(g, t)] = sums.get((g, t), 0.0) + float(task_loss(t, p, b[t])) * k
+            mets[(g, t)].update(p, b[t])
+        n += k
+    model.train(was_training)
+    per_pair = {}
+    for (g, t), s in sums.items():
+        raw = s / n
+        per_pair.setdefault(g, {})[t] = {"loss": raw, "normalised": raw / trivial[t], **mets[(g, t)].result()}
+    return per_pair
+
+
+def choose_serving(per_pair: dict) -> dict[str, str]:
+    """Serve each task from the group whose decoder for it has the lowest validation loss."""
+    best: dict[str, tuple[float, str]] = {}
+    for g, tasks in per_pair.items():
+        for t, r in tasks.items():
+            if t not in best or (r["normalised"], g) < best[t]:
+                best[t] = (r["normalised"], g)
+    return {t: best[t][1] for t in sort_tasks(best)}
+
+
+# --------------------------------------------------------------------------- latents
+
+
+@torch.no_grad()
+def dump_latents(model: MultiGroupModel, val: MultiTaskDataset, path: Path, batch: int = 8) -> None:
+    """The group latents of the validation images, {group_id: float32[N, C, h, w]} (CONTRACT.md)."""
+    from ..atomic import atomic_path
+
+    model.eval()
+    parts: dict[str, list[np.ndarray]] = {g: [] for g in model.groups}
+    for b in _batches(val, batch):
+        for g, y in model.encode(b["image"]).items():
+            parts[g].append(y.float().numpy())
+    arrays = {g: np.concatenate(v).astype(np.float32) for g, v in parts.items()}
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as fh:
+            np.savez(fh, **arrays)
+
+
+# --------------------------------------------------------------------------- training
+
+
+def _lr_at(cfg: Stage1Config, step: int) -> float:
+    if step < cfg.warmup:
+        return cfg.lr * (step + 1) / cfg.warmup
+    progress = (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup)
+    return cfg.lr * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress))))
+
+
+def train_stage1(cfg: Stage1Config, *, progress: bool = True, log=print, stop_after: int | None = None,
+                 max_minutes: float | None = None) -> dict:
+    """Train (or resume) stage 1; returns the record written to OUT/stage1.json.
+
+    stop_after / max_minutes end this invocation early (after a checkpoint) so that
+    a long recipe runs in resumable pieces; the record is written only at the end.
+    """
+    dist_info = init_distributed()
+    set_threads()
+    out = Path(cfg.out)
+    tasks = sort_tasks({t for g in cfg.groups for t in group_tasks(g)})
+    if not cfg.groups:
+        raise TamcInputError("no groups to train")
+    seed_everything(cfg.seed)
+    train_ds = MultiTaskDataset(cfg.data, tasks, crop=cfg.crop, train=True)
+    val_ds = MultiTaskDataset(cfg.val, tasks, train=False, limit=cfg.val_limit)
+    if train_ds.size < cfg.crop:
+        raise TamcInputError(f"--crop {cfg.crop} is larger than the training images ({train_ds.size})")
+
+    model = MultiGroupModel(cfg.groups, NetConfig.from_dict(cfg.net))
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=1e-4)
+    rng = np.random.default_rng([cfg.seed, dist_info.rank])
+    step = 0
+    elapsed = 0.0
+    history: list[dict] = []
+    timing = {"data_s": 0.0, "compute_s": 0.0, "eval_s": 0.0}
+    state = load_checkpoint(out / CHECKPOINT)
+    if state is not None:
+        if state["config"]["groups"] != cfg.groups or state["config"]["net"] != cfg.net:
+            raise TamcInputError(f"{out / CHECKPOINT} is from a run with other groups or networks; use another --out")
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+        rng.bit_generator.state = state["rng"][dist_info.rank] if dist_info.rank < len(state["rng"]) else rng.bit_generator.state
+        torch.set_rng_state(state["torch_rng"])
+        step, elapsed, history, timing = state["step"], state["elapsed"], state["history"], state["timing"]
+        trivial = state["trivial"]
+        if dist_info.main:
+            log(f"resumed from step {step}")
+    else:
+        trivial = trivial_losses(mean_maps(train_ds, tasks, cfg.trivial_samples), val_ds)
+
+    net: torch.nn.Module = model
+    if dist_info.world > 1:
+        net = torch.nn.parallel.DistributedDataParallel(model)
+
+    bar = None
+    if progress and dist_info.main:
+        from tqdm import tqdm
+
+        bar = tqdm(total=cfg.steps, initial=step, unit="step", desc="stage1", dynamic_ncols=True)
+    ema: dict[str, float] = {}
+    model.train()
+    t_start = time.perf_counter() - elapsed
+    session_start = time.perf_counter()
+    stopped_early = False
+    while step < cfg.steps:
+        if (stop_after is not None and step >= stop_after) or (
+                max_minutes is not None and time.perf_counter() - session_start > 60 * max_minutes):
+            stopped_early = True
+            break
+        t0 = time.perf_counter()
+        b = train_ds.random_batch(rng, cfg.batch)
+        t1 = time.perf_counter()
+        for group in opt.param_groups:
+            group["lr"] = _lr_at(cfg, step)
+        preds = net(b["image"])
+        losses = {}
+        total = 0.0
+        for (g, t), p in preds.items():
+            l = task_loss(t, p, b[t]) / trivial[t]
+            losses[(g, t)] = l
+            total = total + l
+        opt.zero_grad(set_to_none=True)
+        total.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
+        opt.step()
+        step += 1
+        t2 = time.perf_counter()
+        timing["data_s"] += t1 - t0
+        timing["compute_s"] += t2 - t1
+        for (g, t), l in losses.items():
+            v = float(l.detach())
+            ema[t] = 0.95 * ema.get(t, v) + 0.05 * v
+        if bar:
+            bar.update(1)
+            bar.set_postfix({t[:4]: f"{v:.3f}" for t, v in ema.items()}, refresh=False)
+        last = step == cfg.steps
+        if dist_info.main and (step % cfg.eval_every == 0 or last):
+            te = time.perf_counter()
+            per_pair = evaluate(model, val_ds, trivial)
+            timing["eval_s"] += time.perf_counter() - te
+            history.append({"step": step, "val": per_pair})
+        pause = (stop_after is not None and step >= stop_after) or (
+            max_minutes is not None and time.perf_counter() - session_start > 60 * max_minutes)
+        if dist_info.main and (step % cfg.ckpt_every == 0 or last or pause):
+            save_checkpoint(out / CHECKPOINT, {
+                "model": model.state_dict(), "optimizer": opt.state_dict(), "step": step,
+                "rng": [rng.bit_generator.state], "torch_rng": torch.get_rng_state(),
+                "elapsed": time.perf_counter() - t_start, "history": history, "timing": timing,
+                "trivial": trivial, "config": asdict(cfg),
+            })
+    if bar:
+        bar.close()
+    elapsed = time.perf_counter() - t_start
+    if stopped_early:
+        if dist_info.main:
+            log(f"paused at step {step} of {cfg.steps}; run the same command again to continue")
+        return {"paused": True, "steps": step}
+    in_sync = _ranks_in_sync(model) if dist_info.world > 1 else None
+    record: dict = {}
+    if dist_info.main:
+        final = history[-1]["val"] if history and history[-1]["step"] == step else evaluate(model, val_ds, trivial)
+        serving = choose_serving(final)
+        model.serving = serving
+        images = step * cfg.batch * dist_info.world
+        record = {
+            "schema": "tamc.stage1/1",
+            "config": asdict(cfg),
+            "groups": model.groups,
+            "serving": serving,
+            "lookahead_assignment": cfg.lookahead_assignment,
+            "trivial_loss": trivial,
+            "val": final,
+            "served": {t: final[g][t] for t, g in serving.items()},
+            "history": [{"step": h["step"], "normalised": {f"{g}/{t}": r["normalised"] for g, ts in h["val"].items()
+                                                           for t, r in ts.items()}} for h in history],
+            "parameters": count_parameters(model),
+            "steps": step,
+            "seconds": round(elapsed, 1),
+            "images_per_s": round(images / max(timing["data_s"] + timing["compute_s"], 1e-9), 2),
+            "time_split_s": {k: round(v, 1) for k, v in timing.items()},
+            "world_size": dist_info.world,
+            "ranks_in_sync": in_sync,
+            "threads": torch.get_num_threads(),
+            "git_commit": git_commit(),
+        }
+        torch.save({"model": model.state_dict(), "describe": model.describe(), "trivial": trivial},
+                   out / "anchor.pt.tmp")
+        (out / "anchor.pt.tmp").replace(out / "anchor.pt")
+        dump_latents(model, val_ds, out / LATENTS)
+        write_json(out / RECORD, record)
+    return record
+
+
+def _ranks_in_sync(model: torch.nn.Module) -> bool:
+    """Whether every rank ended with bit-identical parameters (DDP keeps them so)."""
+    import torch.distributed as dist
+
+    flat = torch.cat([p.detach().reshape(-1) for p in model.parameters()])
+    mine = torch.tensor([float(flat.double().sum()), float((flat.double() ** 2).sum())], dtype=torch.float64)
+    gathered = [torch.zeros_like(mine) for _ in range(dist.get_world_size())]
+    dist.all_gather(gathered, mine)
+    return all(torch.equal(g, gathered[0]) for g in gathered)
+
+
+def load_anchor(path: str | Path) -> MultiGroupModel:
+    """The stage-1 network saved as OUT/anchor.pt (used by benchmarks and stage 2)."""
+    state = torch.load(Path(path), map_location="cpu", weights_only=False)
+    d = state["describe"]
+    model = MultiGroupModel(d["groups"], NetConfig.from_dict(d["config"]), d["serving"])
+    model.load_state_dict(state["model"])
+    model.eval()
+    return model
+
+
+__all__ = ["Stage1Config", "train_stage1", "evaluate", "choose_serving", "dump_latents", "load_anchor", "TASKS"]
