@@ -1,0 +1,1 @@
+"""The torch-free inference runtime: exported models (ONNX + tables) and the codec along the DAG."""

@@ -1,0 +1,54 @@
+"""Model manifests: canonical form, model id, validation (docs/MODEL.md). Stdlib only."""
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+from ..contract import TASKS, group_tasks
+from ..errors import TamcModelError
+
+MODEL_SCHEMA = "tamc.model/1"
+MANIFEST = "manifest.json"
+
+
+def model_id(manifest: dict) -> str:
+    """CONTRACT.md: first 16 bytes of the SHA-256 of the canonical manifest without model_id."""
+    body = {k: v for k, v in manifest.items() if k != "model_id"}
+    canon = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=True).encode("utf-8")
+    return hashlib.sha256(canon).hexdigest()[:32]
+
+
+def read_manifest(folder: str | Path) -> dict:
+    path = Path(folder) / MANIFEST
+    try:
+        m = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise TamcModelError(f"{folder}: not a tamc model (no {MANIFEST})") from None
+    except (OSError, ValueError) as exc:
+        raise TamcModelError(f"{path}: unreadable manifest ({exc})") from None
+    if not isinstance(m, dict) or m.get("schema") != MODEL_SCHEMA:
+        raise TamcModelError(f"{path}: not a {MODEL_SCHEMA} manifest")
+    try:
+        for g in m["groups"]:
+            group_tasks(g)
+        for t, g in m["serving"].items():
+            if t not in TASKS or g not in m["groups"] or t not in group_tasks(g):
+                raise ValueError(f"task {t} served by {g}")
+        for g in m["groups"]:
+            p = m["dag"]["parents"][g]
+            if p is not None and m["dag"]["order"].index(p) >= m["dag"]["order"].index(g):
+                raise ValueError(f"parent {p} of {g} comes after it")
+    except (KeyError, ValueError, TypeError) as exc:
+        raise TamcModelError(f"{path}: inconsistent manifest ({exc})") from None
+    if m.get("model_id") != model_id(m):
+        raise TamcModelError(f"{path}: model_id does not match the manifest's content")
+    return m
+
+
+def file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()

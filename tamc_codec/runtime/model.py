@@ -1,0 +1,141 @@
+"""An exported model, loaded for coding: ONNX sessions (lazily) and the entropy tables.
+
+Only numpy, onnxruntime and constriction are imported; never torch.
+"""
+from __future__ import annotations
+
+import os
+from functools import cached_property
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import TamcModelError
+from .manifest import file_sha256, read_manifest
+
+#: Where models are looked up by id or name, after the shipped ones (docs/MODEL.md).
+MODEL_PATH_ENV = "TAMC_MODEL_PATH"
+
+
+def shipped_models_dir() -> Path:
+    return Path(__file__).resolve().parents[2] / "models"
+
+
+def search_path() -> list[Path]:
+    paths = [shipped_models_dir()]
+    for p in os.environ.get(MODEL_PATH_ENV, "").split(os.pathsep):
+        if p:
+            paths.append(Path(p))
+    return paths
+
+
+def find_model(name_or_dir: str | None = None, model_id: str | None = None) -> Path:
+    """A model folder: an explicit folder or name, else the one whose id matches, else the default."""
+    if name_or_dir:
+        p = Path(name_or_dir)
+        if (p / "manifest.json").exists():
+            return p
+        for root in search_path():
+            if (root / name_or_dir / "manifest.json").exists():
+                return root / name_or_dir
+        raise TamcModelError(f"no model {name_or_dir!r} (looked in {', '.join(str(r) for r in search_path())})")
+    candidates = [d for root in search_path() if root.is_dir() for d in sorted(root.iterdir())
+                  if (d / "manifest.json").exists()]
+    if model_id is not None:
+        for d in candidates:
+            try:
+                if read_manifest(d)["model_id"] == model_id:
+                    return d
+            except TamcModelError:
+                continue
+        raise TamcModelError(f"the file was made by model {model_id}, which is not installed "
+                             f"(searched {', '.join(str(r) for r in search_path())}; set {MODEL_PATH_ENV} or pass --model)")
+    if not candidates:
+        raise TamcModelError("no tamc model is installed (models/ is empty); pass --model DIR")
+    default = [d for d in candidates if d.name == "default"]
+    return default[0] if default else candidates[0]
+
+
+class RuntimeModel:
+    """Graphs and tables of one exported model. Sessions are created on first use."""
+
+    def __init__(self, folder: str | Path):
+        self.folder = Path(folder)
+        self.manifest = read_manifest(self.folder)
+        self.id = self.manifest["model_id"]
+        self.groups: list[str] = list(self.manifest["groups"])
+        self.order: list[str] = list(self.manifest["dag"]["order"])
+        self.parents: dict[str, str | None] = dict(self.manifest["dag"]["parents"])
+        self.serving: dict[str, str] = dict(self.manifest["serving"])
+        self.qualities = len(self.manifest["qualities"])
+        self.pad = int(self.manifest["padding_multiple"])
+        self._sessions: dict[str, object] = {}
+        self._verified: set[str] = set()
+
+    def _path(self, fname: str) -> Path:
+        path = self.folder / fname
+        if fname not in self._verified:
+            expected = self.manifest["files"].get(fname)
+            if expected is None:
+                raise TamcModelError(f"{self.folder}: {fname} is not listed in the manifest")
+            if not path.exists():
+                raise TamcModelError(f"{self.folder}: missing model file {fname}")
+            if file_sha256(path) != expected:
+                raise TamcModelError(f"{self.folder}: {fname} does not match its hash in the manifest")
+            self._verified.add(fname)
+        return path
+
+    def session(self, fname: str, threads: int = 0):
+        key = f"{fname}@{threads}"
+        if key not in self._sessions:
+            import onnxruntime as ort
+
+            opts = ort.SessionOptions()
+            opts.intra_op_num_threads = threads
+            opts.inter_op_num_threads = 1
+            opts.log_severity_level = 3
+            try:
+                self._sessions[key] = ort.InferenceSession(str(self._path(fname)), sess_options=opts,
+                                                           providers=["CPUExecutionProvider"])
+            except TamcModelError:
+                raise
+            except Exception as exc:  # onnxruntime raises its own exception types
+                raise TamcModelError(f"{self.folder}: cannot load {fname} ({exc})") from None
+        return self._sessions[key]
+
+    def run(self, group: str | None, part: str, threads: int = 0, **inputs: np.ndarray) -> list[np.ndarray]:
+        spec = self.manifest["decoders"][part] if group is None else self.manifest["graphs"][group][part]
+        sess = self.session(spec["file"], threads)
+        feed = {name: np.ascontiguousarray(inputs[name], dtype=np.float32) for name in spec["inputs"]}
+        return sess.run(spec["outputs"], feed)
+
+    @cached_property
+    def tables(self) -> dict[str, np.ndarray]:
+        with np.load(self._path(self.manifest["tables"])) as z:
+            return {k: z[k] for k in z.files}
+
+    @cached_property
+    def gaussian(self):
+        from ..entropy import GaussianConditionalCoder
+
+        return GaussianConditionalCoder.from_arrays(self.tables, prefix="gauss/")
+
+    def hyper_coder(self, group: str):
+        from ..entropy import FactorizedCoder
+
+        k = self.groups.index(group)
+        return FactorizedCoder.from_arrays(self.tables, prefix=f"z{k}/"), self.tables[f"z{k}/medians"]
+
+    def gains(self, group: str, quality: int) -> tuple[np.ndarray, np.ndarray]:
+        k = self.groups.index(group)
+        return self.tables[f"gain{k}"][quality - 1], self.tables[f"inv_gain{k}"][quality - 1]
+
+    def needed_groups(self, tasks: list[str]) -> list[str]:
+        """The groups serving `tasks` and all their DAG ancestors, in coding order."""
+        need: set[str] = set()
+        for t in tasks:
+            g: str | None = self.serving[t]
+            while g is not None and g not in need:
+                need.add(g)
+                g = self.parents[g]
+        return [g for g in self.order if g in need]

@@ -1,0 +1,178 @@
+"""Export a trained codec model for the torch-free codec (docs/MODEL.md).
+
+The folder holds ONNX graphs for every network the codec runs, the entropy coder
+tables, and manifest.json naming each file with its SHA-256. Weights are rounded to
+float16 *before* the tables are built and anything is measured, so the shipped
+numbers are the shipped model's; graphs store float16 weights and cast them up on
+load, halving the download.
+
+The encoder and the decoder run the same parameter graphs (pass1, pass2) on the
+same decoded values, so both compute the same entropy parameters (closed loop).
+"""
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn as nn
+
+from ..atomic import atomic_write_bytes
+from ..contract import TASKS, group_tasks
+from ..runtime.manifest import MODEL_SCHEMA, model_id
+from ..tasks.registry import TASK_SPECS
+from .stage2 import CodecModel, load_codec_model
+
+PAD_MULTIPLE = 64  # latent stride 16 x hyper-latent stride 4
+OPSET = 17
+
+
+class _Pass1(nn.Module):
+    def __init__(self, em):
+        super().__init__()
+        self.em = em
+
+    def forward(self, psi, *parent):
+        return self.em.pass1(psi, parent[0] if parent else None)
+
+
+class _Pass2(nn.Module):
+    def __init__(self, em):
+        super().__init__()
+        self.em = em
+
+    def forward(self, psi, *rest):
+        if self.em.has_parent:
+            return self.em.pass2(psi, rest[0], rest[1])
+        return self.em.pass2(psi, None, rest[0])
+
+
+def round_to_float16(model: nn.Module) -> None:
+    """Round every float parameter and buffer to its stored precision (float16), in place."""
+    with torch.no_grad():
+        for t in list(model.parameters()) + list(model.buffers()):
+            if t.dtype == torch.float32:
+                t.copy_(t.half().float())
+
+
+def _onnx_bytes(module: nn.Module, args: tuple, inputs: list[str], outputs: list[str]) -> bytes:
+    dyn = {n: {2: f"{n}_h", 3: f"{n}_w"} for n in inputs + outputs}
+    buf = io.BytesIO()
+    torch.onnx.export(module.eval(), args, buf, input_names=inputs, output_names=outputs, dynamic_axes=dyn,
+                      opset_version=OPSET, dynamo=False, do_constant_folding=True)
+    return _float16_weights(buf.getvalue())
+
+
+def _float16_weights(data: bytes) -> bytes:
+    """Store large float32 initializers as float16 with a Cast back to float32."""
+    import onnx
+    from onnx import helper, numpy_helper
+
+    m = onnx.load_from_string(data)
+    g = m.graph
+    new_inits, casts = [], []
+    for init in g.initializer:
+        arr = numpy_helper.to_array(init)
+        if arr.dtype == np.float32 and arr.size >= 16:
+            half = numpy_helper.from_array(arr.astype(np.float16), init.name + "__f16")
+            new_inits.append(half)
+            casts.append(helper.make_node("Cast", [half.name], [init.name], to=onnx.TensorProto.FLOAT,
+                                          name=init.name + "__cast"))
+        else:
+            new_inits.append(init)
+    del g.initializer[:]
+    g.initializer.extend(new_inits)
+    nodes = list(g.node)
+    del g.node[:]
+    g.node.extend(casts + nodes)
+    return m.SerializeToString()
+
+
+def export_model(codec_pt: str | Path, out_dir: str | Path, *, name: str, provenance: dict | None = None) -> dict:
+    """Write models/<name>/ from a stage-2 checkpoint (codec.pt); returns the manifest."""
+    from ..entropy import FactorizedCoder, GaussianConditionalCoder
+
+    model: CodecModel = load_codec_model(codec_pt)
+    round_to_float16(model)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    base = model.base
+    groups = list(model.order)
+    gidx = {g: k for k, g in enumerate(groups)}
+    c = base.cfg.latent_channels
+    files: dict[str, bytes] = {}
+    graphs: dict[str, dict] = {}
+    tables: dict[str, np.ndarray] = {}
+    tables.update(GaussianConditionalCoder.build().to_arrays(prefix="gauss/"))
+    x = torch.rand(1, 3, 128, 128)
+    for g in groups:
+        k = gidx[g]
+        em = model.em(g)
+        eb = em.entropy_bottleneck
+        eb.update(force=True)
+        fc = FactorizedCoder.from_quantized_cdf(eb._quantized_cdf.numpy(), eb._cdf_length.numpy(),
+                                                eb._offset.numpy())
+        tables.update(fc.to_arrays(prefix=f"z{k}/"))
+        tables[f"z{k}/medians"] = eb._get_medians().detach().reshape(-1).numpy().astype(np.float32)
+        tables[f"gain{k}"] = em.gain.detach().numpy().astype(np.float32)
+        tables[f"inv_gain{k}"] = em.inv_gain.detach().numpy().astype(np.float32)
+        y = base.encoders[g.replace("+", "_")](x)
+        z = em.h_a(y)
+        psi = em.h_s(z)[..., : y.shape[-2], : y.shape[-1]]
+        parent = (torch.rand_like(y),) if em.has_parent else ()
+        pin = ["parent"] if em.has_parent else []
+        specs = {
+            "analysis": (base.encoders[g.replace("+", "_")], (x,), ["image"], ["y"]),
+            "hyper_analysis": (em.h_a, (y,), ["ys"], ["z"]),
+            "hyper_synthesis": (em.h_s, (z,), ["z_hat"], ["psi"]),
+            "pass1": (_Pass1(em), (psi, *parent), ["psi", *pin], ["mean", "scale"]),
+            "pass2": (_Pass2(em), (psi, *parent, torch.rand_like(y)), ["psi", *pin, "anchors"], ["mean", "scale"]),
+        }
+        graphs[g] = {}
+        for part, (mod, args, ins, outs) in specs.items():
+            fname = f"g{k}_{part}.onnx"
+            files[fname] = _onnx_bytes(mod, args, ins, outs)
+            graphs[g][part] = {"file": fname, "inputs": ins, "outputs": outs}
+    decoders = {}
+    for t, g in sorted(base.serving.items(), key=lambda kv: TASKS.index(kv[0])):
+        fname = f"decoder_{t}.onnx"
+        files[fname] = _onnx_bytes(base.decoders[g.replace("+", "_")][t], (torch.rand(1, c, 8, 8),), ["y"], ["pred"])
+        decoders[t] = {"file": fname, "group": g, "inputs": ["y"], "outputs": ["pred"]}
+    buf = io.BytesIO()
+    np.savez(buf, **tables)
+    files["tables.npz"] = buf.getvalue()
+    for fname, data in files.items():
+        atomic_write_bytes(out / fname, data)
+    state = torch.load(codec_pt, map_location="cpu", weights_only=False)
+    d = state["describe"]
+    manifest = {
+        "schema": MODEL_SCHEMA,
+        "name": name,
+        "format_version": 1,
+        "tasks": [t for t in TASKS if t in base.serving],
+        "groups": groups,
+        "serving": {t: base.serving[t] for t in TASKS if t in base.serving},
+        "dag": {"order": groups, "parents": {g: model.parents[g] for g in groups}},
+        "qualities": [{"q": i + 1, "lambda": lam} for i, lam in enumerate(d["lambdas"])],
+        "padding_multiple": PAD_MULTIPLE,
+        "latent_channels": c,
+        "latent_stride": 16,
+        "input": {"layout": "NCHW", "dtype": "float32", "range": "RGB / 255 in [0, 1]"},
+        "task_normalisation": {t: {"offset": TASK_SPECS[t].offset, "scale": TASK_SPECS[t].scale}
+                               for t in base.serving},
+        "graphs": graphs,
+        "decoders": decoders,
+        "tables": "tables.npz",
+        "weights_precision": "float16",
+        "provenance": provenance or {},
+        "files": {fname: hashlib.sha256(data).hexdigest() for fname, data in sorted(files.items())},
+    }
+    manifest["model_id"] = model_id(manifest)
+    atomic_write_bytes(out / "manifest.json", (json.dumps(manifest, indent=2) + "\n").encode())
+    return manifest
+
+
+__all__ = ["export_model", "model_id", "round_to_float16", "PAD_MULTIPLE", "group_tasks"]

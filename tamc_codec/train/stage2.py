@@ -1,0 +1,273 @@
+"""Stage 2: entropy models along the DAG, then rate-distortion fine-tuning of everything.
+
+Phase A trains the entropy models and the per-quality gains with the stage-1
+encoders and decoders frozen; phase B unfreezes everything. Both minimise, for a
+quality q drawn per step, λ_q · Σ_t D_t / D_t(trivial) + bits per pixel, over the
+tasks each group serves (paper Eq. 5 with the DAG's cross-task context, Eqs. 11-13).
+"""
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn as nn
+
+from ..contract import group_tasks
+from ..data.torch_dataset import MultiTaskDataset, collate
+from ..errors import TamcInputError
+from ..nets.entropy_model import GroupEntropyModel
+from ..nets.multitask import MultiGroupModel, count_parameters
+from ..tasks.losses import task_loss
+from .common import git_commit, load_checkpoint, save_checkpoint, seed_everything, set_threads, write_json
+from .stage1 import TaskMetrics, load_anchor
+
+CHECKPOINT = "checkpoint.pt"
+RECORD = "stage2.json"
+DEFAULT_LAMBDAS = (0.1, 0.3, 0.9, 2.7, 8.0)
+
+
+@dataclass
+class Stage2Config:
+    anchor: str
+    dag: str
+    data: str
+    val: str
+    out: str
+    lambdas: list[float] = field(default_factory=lambda: list(DEFAULT_LAMBDAS))
+    steps_entropy: int = 2000
+    steps_finetune: int = 2000
+    batch: int = 8
+    crop: int = 128
+    lr: float = 1e-3
+    lr_finetune: float = 2e-4
+    seed: int = 0
+    use_global: bool = False
+    hyper_channels: int = 32
+    no_parents: bool = False
+    val_limit: int | None = None
+    ckpt_every: int = 200
+
+
+class CodecModel(nn.Module):
+    """The stage-1 network plus one entropy model per group, wired by the DAG."""
+
+    def __init__(self, base: MultiGroupModel, parents: dict[str, str | None], order: list[str], qualities: int,
+                 hyper_channels: int = 32, use_global: bool = False):
+        super().__init__()
+        self.base = base
+        self.order = list(order)
+        self.parents = {g: parents.get(g) for g in self.order}
+        c = base.cfg.latent_channels
+        self.entropy = nn.ModuleDict({
+            g.replace("+", "_"): GroupEntropyModel(c, c if self.parents[g] else None, qualities, hyper_channels,
+                                                   use_global)
+            for g in self.order
+        })
+        self.qualities = qualities
+
+    def em(self, g: str) -> GroupEntropyModel:
+        return self.entropy[g.replace("+", "_")]
+
+    def forward(self, image: torch.Tensor, q: torch.Tensor, tasks: dict[str, list[str]] | None = None) -> dict:
+        """Predictions of each group's served tasks and the bits of every layer."""
+        latents = self.base.encode(image, self.order)
+        decoded: dict[str, torch.Tensor] = {}
+        bits = {}
+        preds = {}
+        for g in self.order:
+            p = self.parents[g]
+            out = self.em(g)(latents[g], q, decoded[p].detach() if p else None)
+            decoded[g] = out["y_dec"]
+            bits[g] = out["bits_y"] + out["bits_z"]
+            for t in (tasks or {}).get(g, []):
+                preds[(g, t)] = self.base.decode(g, t, out["y_dec"])
+        return {"preds": preds, "bits": bits}
+
+
+def served_tasks(base: MultiGroupModel) -> dict[str, list[str]]:
+    out: dict[str, list[str]] = {g: [] for g in base.groups}
+    for t, g in base.serving.items():
+        out[g].append(t)
+    return out
+
+
+def load_dag(path: str | Path, groups: list[str], no_parents: bool = False) -> tuple[dict, list[str]]:
+    try:
+        d = json.loads(Path(path).read_text())
+        parents = {g: d["parents"].get(g) for g in groups}
+        order = [g for g in d["order"] if g in groups]
+    except FileNotFoundError:
+        raise TamcInputError(f"{path}: no such DAG file") from None
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise TamcInputError(f"{path}: not a DAG file ({exc})") from None
+    if sorted(order) != sorted(groups):
+        raise TamcInputError(f"{path}: its groups {sorted(order)} differ from the model's {sorted(groups)}")
+    if no_parents:
+        parents = {g: None for g in groups}
+    return parents, order
+
+
+@torch.no_grad()
+def evaluate_rd(model: CodecModel, val: MultiTaskDataset, trivial: dict[str, float], batch: int = 8) -> list[dict]:
+    """Per quality: bits per pixel of each layer and of all, and the served tasks' losses."""
+    model.eval()
+    tasks = served_tasks(model.base)
+    results = []
+    for qi in range(model.qualities):
+        bits = {g: 0.0 for g in model.order}
+        loss = {t: 0.0 for ts in tasks.values() for t in ts}
+        mets = {t: TaskMetrics(t) for t in loss}
+        pixels = 0
+        n = 0
+        for start in range(0, len(val), batch):
+            b = collate([val.sample(i) for i in range(start, min(start + batch, len(val)))])
+            k = b["image"].shape[0]
+            out = model(b["image"], torch.full((k,), qi, dtype=torch.long), tasks)
+            for g, v in out["bits"].items():
+                bits[g] += float(v.sum())
+            for (g, t), p in out["preds"].items():
+                loss[t] += float(task_loss(t, p, b[t])) * k
+                mets[t].update(p, b[t])
+            pixels += k * b["image"].shape[-1] * b["image"].shape[-2]
+            n += k
+        results.append({
+            "quality": qi + 1,
+            "bpp": {g: v / pixels for g, v in bits.items()},
+            "bpp_total": sum(bits.values()) / pixels,
+            "tasks": {t: {"loss": v / n, "normalised": v / n / trivial[t], **mets[t].result()} for t, v in loss.items()},
+        })
+    model.train()
+    return results
+
+
+def train_stage2(cfg: Stage2Config, *, progress: bool = True, log=print, stop_after: int | None = None) -> dict:
+    set_threads()
+    seed_everything(cfg.seed)
+    out = Path(cfg.out)
+    base = load_anchor(cfg.anchor)
+    trivial = torch.load(cfg.anchor, map_location="cpu", weights_only=False)["trivial"]
+    parents, order = load_dag(cfg.dag, base.groups, cfg.no_parents)
+    q_count = len(cfg.lambdas)
+    model = CodecModel(base, parents, order, q_count, cfg.hyper_channels, cfg.use_global)
+    tasks = served_tasks(base)
+    needed = sorted({t for ts in tasks.values() for t in ts})
+    train_ds = MultiTaskDataset(cfg.data, needed, crop=cfg.crop, train=True)
+    val_ds = MultiTaskDataset(cfg.val, needed, train=False, limit=cfg.val_limit)
+    lambdas = torch.tensor(cfg.lambdas)
+
+    def optimisers(phase: str):
+        main = [p for n, p in model.named_parameters() if not n.endswith("quantiles")
+                and (phase == "finetune" or n.startswith("entropy."))]
+        aux = [p for n, p in model.named_parameters() if n.endswith("quantiles")]
+        lr = cfg.lr if phase == "entropy" else cfg.lr_finetune
+        return torch.optim.Adam(main, lr=lr), torch.optim.Adam(aux, lr=1e-3)
+
+    total_steps = cfg.steps_entropy + cfg.steps_finetune
+    rng = np.random.default_rng([cfg.seed, 2])
+    step = 0
+    history: list[dict] = []
+    t_start = time.perf_counter()
+    phase = "entropy"
+    opt, aux_opt = optimisers(phase)
+    state = load_checkpoint(out / CHECKPOINT)
+    if state is not None:
+        model.load_state_dict(state["model"])
+        step, history = state["step"], state["history"]
+        phase = "entropy" if step < cfg.steps_entropy else "finetune"
+        opt, aux_opt = optimisers(phase)
+        opt.load_state_dict(state["opt"])
+        aux_opt.load_state_dict(state["aux_opt"])
+        rng.bit_generator.state = state["rng"]
+        t_start -= state["elapsed"]
+        log(f"resumed from step {step}")
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=total_steps, initial=step, unit="step", desc="stage2", dynamic_ncols=True)
+    ema_bpp = ema_d = None
+    while step < total_steps:
+        if stop_after is not None and step >= stop_after:
+            break
+        if phase == "entropy" and step >= cfg.steps_entropy:
+            phase = "finetune"
+            opt, aux_opt = optimisers(phase)
+        frozen = phase == "entropy"
+        for p in model.base.parameters():
+            p.requires_grad_(not frozen)
+        model.base.train(not frozen)
+        b = train_ds.random_batch(rng, cfg.batch)
+        k = b["image"].shape[0]
+        q = torch.from_numpy(rng.integers(0, q_count, k))
+        lr_scale = 0.5 * (1 + math.cos(math.pi * ((step - (0 if frozen else cfg.steps_entropy))
+                                                 / max(1, cfg.steps_entropy if frozen else cfg.steps_finetune))))
+        for gparam in opt.param_groups:
+            gparam["lr"] = (cfg.lr if frozen else cfg.lr_finetune) * (0.05 + 0.95 * lr_scale)
+        res = model(b["image"], q, tasks)
+        pixels = b["image"].shape[-1] * b["image"].shape[-2]
+        bpp = sum(res["bits"].values()) / pixels                     # (k,)
+        dist = torch.zeros(k)
+        for (g, t), p in res["preds"].items():
+            # per-image losses, so each image is weighted by its own quality's λ
+            dist = dist + torch.stack([task_loss(t, p[i:i + 1], b[t][i:i + 1]) for i in range(k)]) / trivial[t]
+        loss = (lambdas[q] * dist + bpp).mean()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
+        opt.step()
+        aux = sum(model.em(g).aux_loss() for g in model.order)
+        aux_opt.zero_grad(set_to_none=True)
+        aux.backward()
+        aux_opt.step()
+        step += 1
+        b_now, d_now = float(bpp.detach().mean()), float(dist.detach().mean())
+        ema_bpp = b_now if ema_bpp is None else 0.95 * ema_bpp + 0.05 * b_now
+        ema_d = d_now if ema_d is None else 0.95 * ema_d + 0.05 * d_now
+        if bar:
+            bar.update(1)
+            bar.set_postfix({"phase": phase[:3], "bpp": f"{ema_bpp:.3f}", "D": f"{ema_d:.3f}"}, refresh=False)
+        if step % cfg.ckpt_every == 0 or step == total_steps or (stop_after is not None and step >= stop_after):
+            save_checkpoint(out / CHECKPOINT, {
+                "model": model.state_dict(), "opt": opt.state_dict(), "aux_opt": aux_opt.state_dict(),
+                "step": step, "history": history, "rng": rng.bit_generator.state,
+                "elapsed": time.perf_counter() - t_start, "config": asdict(cfg),
+            })
+    if bar:
+        bar.close()
+    if step < total_steps:
+        log(f"paused at step {step} of {total_steps}; run the same command again to continue")
+        return {"paused": True, "steps": step}
+    rd = evaluate_rd(model, val_ds, trivial)
+    record = {
+        "schema": "tamc.stage2/1", "config": asdict(cfg), "order": order, "parents": parents,
+        "serving": base.serving, "trivial_loss": trivial, "rd": rd, "steps": step,
+        "seconds": round(time.perf_counter() - t_start, 1), "parameters": count_parameters(model),
+        "git_commit": git_commit(),
+    }
+    torch.save({"model": model.state_dict(), "describe": {
+        **base.describe(), "parents": parents, "order": order, "qualities": q_count, "lambdas": list(cfg.lambdas),
+        "hyper_channels": cfg.hyper_channels, "use_global": cfg.use_global}, "trivial": trivial},
+        out / "codec.pt.tmp")
+    (out / "codec.pt.tmp").replace(out / "codec.pt")
+    write_json(out / RECORD, record)
+    return record
+
+
+def load_codec_model(path: str | Path) -> CodecModel:
+    from ..nets.multitask import NetConfig
+
+    state = torch.load(Path(path), map_location="cpu", weights_only=False)
+    d = state["describe"]
+    base = MultiGroupModel(d["groups"], NetConfig.from_dict(d["config"]), d["serving"])
+    model = CodecModel(base, d["parents"], d["order"], d["qualities"], d["hyper_channels"], d["use_global"])
+    model.load_state_dict(state["model"])
+    model.eval()
+    return model
+
+
+__all__ = ["Stage2Config", "CodecModel", "train_stage2", "evaluate_rd", "load_codec_model", "group_tasks"]

@@ -1,0 +1,132 @@
+"""The codec end to end on a tiny exported model: round trips, partial decoding, determinism, errors."""
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from tamc_codec import codec
+from tamc_codec.bitstream import TamcReader
+from tamc_codec.contract import TASKS
+from tamc_codec.errors import TamcFormatError, TamcInputError, TamcModelError
+
+
+@pytest.fixture(scope="module")
+def image():
+    from tamc_codec.data import synth, textures
+
+    return synth.render(synth.build_scene(7, textures.PHOTO_SPLITS["val"]), 96)["rgb"][:80, :90]
+
+
+def test_round_trip_every_task_and_quality(tiny_model, image):
+    rt = codec.load_model(str(tiny_model))
+    for q in range(1, rt.qualities + 1):
+        enc = codec.encode_image(image, "all", q, str(tiny_model))
+        assert enc.bpp > 0
+        for t in TASKS:
+            d = codec.decode_task(enc.data, t, str(tiny_model))
+            assert d.output.shape[:2] == (80, 90)
+            expected = {"seg": np.uint8, "rgb": np.uint8}.get(t, np.float32)
+            assert d.output.dtype == expected
+            # what the decoder reconstructs is exactly what the encoder assumed
+            g = rt.serving[t]
+            pred = rt.run(None, t, 0, y=enc.latents[g])[0][0][:, :80, :90]
+            np.testing.assert_array_equal(d.output, codec._raw_output(t, pred, rt))
+    sizes = [len(codec.encode_image(image, "all", q, str(tiny_model)).data) for q in (1, rt.qualities)]
+    assert sizes[0] < sizes[1]
+
+
+def test_partial_decoding_reads_and_needs_only_its_layers(tiny_model, image):
+    enc = codec.encode_image(image, "all", 2, str(tiny_model))
+    rt = codec.load_model(str(tiny_model))
+    with TamcReader(enc.data) as r:
+        root = r.layers_for_task("seg")
+        unneeded = [e for e in r.layers if e.index not in root]
+        assert unneeded
+    seg = codec.decode_task(enc.data, "seg", str(tiny_model))
+    assert seg.bytes_read < seg.file_size
+    corrupted = bytearray(enc.data)
+    for e in unneeded:
+        for k in range(e.offset, e.offset + e.length):
+            corrupted[k] ^= 0x5A
+    again = codec.decode_task(bytes(corrupted), "seg", str(tiny_model))
+    np.testing.assert_array_equal(again.output, seg.output)
+    other = [t for t in TASKS if rt.serving[t] == rt.groups[unneeded[0].group]][0]
+    with pytest.raises(TamcFormatError):
+        codec.decode_task(bytes(corrupted), other, str(tiny_model))
+
+
+def test_only_needed_groups_are_encoded(tiny_model, image):
+    enc = codec.encode_image(image, ["keypoint"], 3, str(tiny_model))
+    assert [l["group"] for l in enc.layers] == ["seg+depth+normal", "edge+keypoint+rgb"]
+    assert codec.decode_task(enc.data, "seg", str(tiny_model)).output.shape == (80, 90)  # the ancestor came along
+    with pytest.raises(TamcInputError, match="not in this file.*keypoint"):
+        codec.decode_task(enc.data, "depth", str(tiny_model))
+
+
+def test_deterministic_across_runs_and_thread_counts(tiny_model, image, tmp_path):
+    a = codec.encode_image(image, "all", 2, str(tiny_model)).data
+    assert codec.encode_image(image, "all", 2, str(tiny_model)).data == a
+    np.save(tmp_path / "img.npy", image)
+    prog = ("import sys, numpy as np; from tamc_codec import codec; "
+            f"sys.stdout.buffer.write(codec.encode_image(np.load(r'{tmp_path / 'img.npy'}'), 'all', 2, r'{tiny_model}').data)")
+    outs = []
+    for threads in ("1", "2"):
+        env = dict(os.environ, TAMC_THREADS=threads, OMP_NUM_THREADS=threads)
+        outs.append(subprocess.run([sys.executable, "-c", prog], capture_output=True, env=env, timeout=120).stdout)
+    assert outs[0] == outs[1] == a
+
+
+def test_api_and_errors(tiny_model, image):
+    import tamc_codec
+
+    data = tamc_codec.encode(image, tasks="seg,depth", quality=1, model=str(tiny_model))
+    depth = tamc_codec.decode(data, task="depth", model=str(tiny_model))
+    assert depth.shape == (80, 90) and np.isfinite(depth).all() and depth.min() >= 0
+    with pytest.raises(TamcInputError, match="unknown task"):
+        codec.encode_image(image, "seg,sky", 1, str(tiny_model))
+    with pytest.raises(TamcInputError, match="quality"):
+        codec.encode_image(image, "seg", 99, str(tiny_model))
+    with pytest.raises(TamcInputError, match="empty"):
+        codec.encode_image(np.zeros((0, 5, 3), np.uint8), "seg", 1, str(tiny_model))
+    with pytest.raises(TamcFormatError):
+        codec.decode_task(data[:-3], "seg", str(tiny_model))
+    other = bytearray(data)
+    other[7] ^= 1  # model id byte: the header CRC catches it before any model lookup
+    with pytest.raises(TamcFormatError):
+        codec.decode_task(bytes(other), "seg", str(tiny_model))
+
+
+def test_file_from_another_model_is_named(tiny_model, image, tmp_path):
+    from tamc_codec.bitstream import Header, pack
+    from tamc_codec.bitstream.container import TamcReader as R
+
+    data = codec.encode_image(image, "seg", 1, str(tiny_model)).data
+    with R(data) as r:
+        hdr, layers = r.header, [(e, r.read_layer(e.index)) for e in r.layers]
+    from tamc_codec.bitstream import LayerSpec
+
+    fake = pack(Header(model_id=bytes(16), height=hdr.height, width=hdr.width, padded_height=hdr.padded_height,
+                       padded_width=hdr.padded_width, quality=hdr.quality, tasks=hdr.tasks),
+                [(LayerSpec(e.group, e.parent, e.tasks), b) for e, b in layers])
+    with pytest.raises(TamcModelError, match="0" * 32):
+        codec.decode_task(fake, "seg", str(tiny_model))
+
+
+def test_exported_graphs_match_torch(tiny_model, tmp_path):
+    torch = pytest.importorskip("torch")
+    from tamc_codec.train.export import round_to_float16
+    from tamc_codec.train.stage2 import load_codec_model
+
+    model = load_codec_model(tiny_model.parent / "s2" / "codec.pt")
+    round_to_float16(model)
+    rt = codec.load_model(str(tiny_model))
+    x = np.random.default_rng(0).random((1, 3, 64, 128), dtype=np.float32)
+    for g in rt.groups:
+        ref = model.base.encoders[g.replace("+", "_")](torch.from_numpy(x)).detach().numpy()
+        np.testing.assert_allclose(rt.run(g, "analysis", 1, image=x)[0], ref, atol=1e-4, rtol=1e-3)
+    y = np.random.default_rng(1).standard_normal((1, 8, 4, 8)).astype(np.float32)
+    for t, g in rt.serving.items():
+        ref = model.base.decode(g, t, torch.from_numpy(y)).detach().numpy()
+        np.testing.assert_allclose(rt.run(None, t, 1, y=y)[0], ref, atol=1e-4, rtol=1e-3)
