@@ -107,3 +107,25 @@ def test_group_help_reads_like_a_manual(capsys):
     res = ok(capsys, "group", "--help")
     for word in ("--budget", "--every", "branch and bound", "gumbel", "examples", "heat map"):
         assert word in res.out.lower()
+
+
+def test_scene_memory_flips_consistently(folder):
+    import torch
+
+    from tamc_codec.data.torch_dataset import MultiTaskDataset
+    from tamc_codec.lookahead.affinity import SceneMemory
+
+    ds = MultiTaskDataset(folder, ["seg", "depth", "normal", "rgb"], train=False, downsample=2)
+    mem = SceneMemory(ds, seed=0)
+    seen = set()
+    for _ in range(12):
+        s, r = mem[3], ds[3]
+        flipped = not torch.allclose(s["image"], r["image"], atol=2e-3)
+        seen.add(flipped)
+        ref = {k: (v.flip(-1) if flipped else v) for k, v in r.items()}
+        if flipped:
+            ref["normal"][0] = -ref["normal"][0]
+        assert s.keys() == ref.keys() and s["seg"].dtype == torch.int64
+        for k in ref:
+            assert torch.allclose(torch.nan_to_num(s[k].float(), 9.0), torch.nan_to_num(ref[k].float(), 9.0), atol=2e-3), k
+    assert seen == {True, False} and len(mem.store) == 1

@@ -104,7 +104,7 @@ def train_dmtg(model: DMTGNet, batches: Iterable[Batch], *, steps: int, lr: floa
 def run_dmtg_grouping(data, tasks: Sequence[str], *, steps: int, budget: float, seed: int = 0,
                       batch_size: int = 32, lr: float = 1e-3, logit_lr: float = 0.02,
                       tau_start: float = 4.0, tau_end: float = 0.5, size: int = 64,
-                      limit: int | None = None, workers: int = 0, affinity=None,
+                      limit: int | None = None, affinity=None,
                       progress: Progress | None = None) -> tuple[dict, DMTGResult]:
     """``tamc group --method dmtg``: K = floor(budget) branches (at most one per task).
 
@@ -125,7 +125,7 @@ def run_dmtg_grouping(data, tasks: Sequence[str], *, steps: int, budget: float, 
     t0 = time.perf_counter()
     torch.manual_seed(seed)
     batches, meta = tamc_batches(data, tasks, size=size, batch_size=batch_size, seed=seed,
-                                 limit=limit, workers=workers)
+                                 limit=limit)
     model = DMTGNet(tasks, k)
     res = train_dmtg(model, batches, steps=steps, lr=lr, logit_lr=logit_lr, tau_start=tau_start,
                      tau_end=tau_end, seed=seed, progress=progress)
