@@ -88,3 +88,72 @@ def stage1(data, val, grouping, groups, out, steps, batch, crop, lr, seed, eval_
         for t, r in rec["served"].items():
             extra = ", ".join(f"{k} {v:.4g}" for k, v in r.items() if k not in ("loss", "normalised"))
             click.echo(f"  {t:9s} loss/trivial {r['normalised']:.3f}  {extra}")
+
+
+@train.command()
+@click.option("--anchor", required=True, type=click.Path(), help="Stage-1 anchor.pt.")
+@click.option("--dag", "dag_file", required=True, type=click.Path(), help="dag.json from `tamc dag`.")
+@click.option("--data", required=True, type=click.Path(), help="Training data folder.")
+@click.option("--val", required=True, type=click.Path(), help="Validation data folder.")
+@click.option("--out", "-o", required=True, type=click.Path(file_okay=False), help="Run folder.")
+@click.option("--lambdas", default="0.1,0.3,0.9,2.7,8.0", show_default=True,
+              help="λ per quality, lowest rate first: weight of Σ task loss / trivial loss against bits per pixel.")
+@click.option("--steps-entropy", type=int, default=2000, show_default=True,
+              help="Phase A: entropy models and gains only, networks frozen.")
+@click.option("--steps-finetune", type=int, default=2000, show_default=True, help="Phase B: everything.")
+@click.option("--batch", type=int, default=8, show_default=True)
+@click.option("--crop", type=int, default=128, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--global-context/--no-global-context", default=False, show_default=True,
+              help="Eq. 12's attention from the parent to the child's anchors (second pass).")
+@click.option("--no-parents", is_flag=True, help="Ignore the DAG's edges (ablation: no cross-task context).")
+@click.option("--val-limit", type=int, default=None, help="Validate on the first N images only.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
+def stage2(anchor, dag_file, data, val, out, lambdas, steps_entropy, steps_finetune, batch, crop, seed,
+           global_context, no_parents, val_limit, quiet) -> None:
+    """Stage 2: entropy models along the DAG, then rate-distortion fine-tuning.
+
+    \b
+    Writes to OUT:
+      checkpoint.pt   resumable state
+      codec.pt        the trained codec model (input of `tamc export`)
+      stage2.json     per quality: bits per pixel of every layer, task losses and metrics
+    """
+    from ..train.stage2 import Stage2Config, train_stage2
+
+    try:
+        lams = [float(v) for v in lambdas.split(",") if v.strip()]
+    except ValueError:
+        raise TamcInputError(f"--lambdas must be numbers separated by commas (got {lambdas!r})") from None
+    if len(lams) < 2 or any(b <= a for a, b in zip(lams, lams[1:])) or lams[0] <= 0:
+        raise TamcInputError("--lambdas must be at least two increasing positive numbers")
+    cfg = Stage2Config(anchor=anchor, dag=dag_file, data=data, val=val, out=out, lambdas=lams,
+                       steps_entropy=steps_entropy, steps_finetune=steps_finetune, batch=batch, crop=crop,
+                       seed=seed, use_global=global_context, no_parents=no_parents, val_limit=val_limit)
+    rec = train_stage2(cfg, progress=not quiet, log=lambda m: click.echo(m, err=True))
+    if rec and not rec.get("paused"):
+        for r in rec["rd"]:
+            click.echo(f"q{r['quality']}: {r['bpp_total']:.4f} bpp  " + ", ".join(
+                f"{t} {v['normalised']:.3f}" for t, v in r["tasks"].items()))
+
+
+@click.command()
+@click.argument("codec_pt", type=click.Path())
+@click.option("--out", "-o", required=True, type=click.Path(file_okay=False), help="Model folder to write.")
+@click.option("--name", default=None, help="Model name (default: the folder's name).")
+def export(codec_pt: str, out: str, name: str | None) -> None:
+    """Export a stage-2 model (codec.pt) to a folder the torch-free codec runs.
+
+    Weights are rounded to float16 before the entropy tables are built, so the
+    exported model is exactly what is measured. Writes ONNX graphs, tables.npz
+    and manifest.json (with every file's SHA-256 and the model id).
+    """
+    import os
+
+    from ..train.export import export_model
+
+    if not os.path.exists(codec_pt):
+        raise TamcInputError(f"{codec_pt}: no such file")
+    m = export_model(codec_pt, out, name=name or os.path.basename(os.path.normpath(out)))
+    size = sum(os.path.getsize(os.path.join(out, f)) for f in m["files"])
+    click.echo(f"exported model {m['model_id']} to {out} ({size / 1e6:.1f} MB, {len(m['files'])} files)")
