@@ -1,0 +1,113 @@
+"""Quality of an exported model on the test split, against its stage-1 anchor.
+
+    python benchmarks/model_quality.py --model models/default \
+        --anchor runs/default/stage1/anchor.pt --data data/test [--images 50]
+
+For each quality: bits per pixel (real .tamc bytes: the whole file, and per task the
+header plus the layers that task needs) and every task's loss / trivial loss and
+human metric, computed from the codec's own decoded latents (exported graphs, no
+torch in the coding). Checks (issue: second stage and the shipped model):
+- highest quality: every task's loss <= 1.15 x the anchor's loss on uncompressed input
+- every quality >= 3: every task at least halves the trivial predictor's loss
+Writes benchmarks/results/model_quality.json (or --out).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from tamc_codec import codec
+from tamc_codec.bitstream import TamcReader
+from tamc_codec.data.torch_dataset import MultiTaskDataset
+from tamc_codec.tasks.losses import task_loss
+from tamc_codec.train.stage1 import TaskMetrics, load_anchor
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--model", default="models/default")
+    ap.add_argument("--anchor", default="runs/default/stage1/anchor.pt")
+    ap.add_argument("--data", default="data/test")
+    ap.add_argument("--images", type=int, default=50)
+    ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "model_quality.json"))
+    args = ap.parse_args()
+    torch.set_num_threads(2)
+    rt = codec.load_model(args.model)
+    anchor = load_anchor(args.anchor)
+    trivial = torch.load(args.anchor, map_location="cpu", weights_only=False)["trivial"]
+    tasks = list(rt.serving)
+    ds = MultiTaskDataset(args.data, tasks, train=False, limit=args.images)
+    n = len(ds)
+    anchor_loss = {t: 0.0 for t in tasks}
+    anchor_met = {t: TaskMetrics(t) for t in tasks}
+    per_q = {q: {"loss": {t: 0.0 for t in tasks}, "met": {t: TaskMetrics(t) for t in tasks},
+                 "bits_task": {t: 0 for t in tasks}, "bits_all": 0, "enc_s": 0.0} for q in range(1, rt.qualities + 1)}
+    pixels = 0
+    for i in range(n):
+        s = ds.sample(i)
+        img = np.rint(s["image"].numpy().transpose(1, 2, 0) * 255).astype(np.uint8)
+        pixels += img.shape[0] * img.shape[1]
+        x = s["image"][None]
+        with torch.no_grad():
+            lat = anchor.encode(x)
+            for t in tasks:
+                p = anchor.decode(anchor.serving[t], t, lat[anchor.serving[t]])
+                anchor_loss[t] += float(task_loss(t, p, s[t][None]))
+                anchor_met[t].update(p, s[t][None])
+        for q in per_q:
+            t0 = time.perf_counter()
+            enc = codec.encode_image(img, "all", q, rt)
+            per_q[q]["enc_s"] += time.perf_counter() - t0
+            per_q[q]["bits_all"] += 8 * len(enc.data)
+            with TamcReader(enc.data) as r:
+                for t in tasks:
+                    need = r.layers_for_task(t)
+                    per_q[q]["bits_task"][t] += 8 * (r.header_size + sum(r.layers[k].length for k in need))
+            for t in tasks:
+                pred = torch.from_numpy(rt.run(None, t, 0, y=enc.latents[rt.serving[t]])[0])
+                per_q[q]["loss"][t] += float(task_loss(t, pred, s[t][None]))
+                per_q[q]["met"][t].update(pred, s[t][None])
+        print(f"\rimage {i + 1}/{n}", end="", flush=True)
+    print()
+    result = {"model": str(args.model), "model_id": rt.id, "anchor": str(args.anchor), "data": str(args.data),
+              "images": n, "trivial_loss_val": trivial,
+              "anchor": {t: {"loss": anchor_loss[t] / n, "normalised": anchor_loss[t] / n / trivial[t],
+                             **anchor_met[t].result()} for t in tasks},
+              "qualities": []}
+    for q, r in per_q.items():
+        result["qualities"].append({
+            "quality": q, "bpp_all": r["bits_all"] / pixels,
+            "encode_s_per_image": r["enc_s"] / n,
+            "tasks": {t: {"bpp": r["bits_task"][t] / pixels, "loss": r["loss"][t] / n,
+                          "normalised": r["loss"][t] / n / trivial[t],
+                          "vs_anchor": (r["loss"][t] / n) / max(anchor_loss[t] / n, 1e-12),
+                          **r["met"][t].result()} for t in tasks},
+        })
+    top = result["qualities"][-1]["tasks"]
+    checks = {
+        "highest_quality_within_1.15x_anchor": {t: top[t]["vs_anchor"] <= 1.15 for t in tasks},
+        "q>=3_halves_trivial": {t: all(qr["tasks"][t]["normalised"] < 0.5 for qr in result["qualities"][2:])
+                                for t in tasks},
+        "rate_span_highest_over_lowest": result["qualities"][-1]["bpp_all"] / result["qualities"][0]["bpp_all"],
+    }
+    result["checks"] = checks
+    print(f"{'':10s}" + "".join(f"{t:>18s}" for t in tasks))
+    print(f"{'anchor':10s}" + "".join(f"{result['anchor'][t]['normalised']:>18.3f}" for t in tasks))
+    for qr in result["qualities"]:
+        print(f"q{qr['quality']} {qr['bpp_all']:.3f}bpp" + "".join(
+            f"{qr['tasks'][t]['normalised']:>10.3f} @{qr['tasks'][t]['bpp']:.3f}" for t in tasks))
+    metric_line = {t: {k: round(v, 4) for k, v in top[t].items() if k not in ("bpp", "loss", "normalised", "vs_anchor")}
+                   for t in tasks}
+    print("highest quality metrics:", json.dumps(metric_line))
+    print("checks:", json.dumps(checks))
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
