@@ -1,0 +1,100 @@
+"""The model card (models/<name>/README.md), written from the run's own records.
+
+Every number in the card comes from a JSON file the recipe wrote, so the card
+cannot drift from what was measured. Usage:
+
+    python -m tamc_codec.train.card RUN_DIR MODEL_DIR QUALITY_JSON
+"""
+from __future__ import annotations
+
+import json
+import platform
+import sys
+from pathlib import Path
+
+
+def _load(path: Path) -> dict | None:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def _fmt(v) -> str:
+    return f"{v:.4g}" if isinstance(v, float) else str(v)
+
+
+def write_card(run: Path, model: Path, quality_json: Path) -> str:
+    manifest = json.loads((model / "manifest.json").read_text())
+    grouping = _load(run / "grouping.json") or {}
+    dag = _load(run / "dag.json") or {}
+    s1 = _load(run / "stage1" / "stage1.json") or {}
+    s2 = _load(run / "stage2" / "stage2.json") or {}
+    q = _load(quality_json) or {}
+    size = sum((model / f).stat().st_size for f in manifest["files"])
+    lines = [
+        f"# tamc model `{manifest['name']}`",
+        "",
+        f"Model id `{manifest['model_id']}`, {size / 1e6:.1f} MB ({manifest['weights_precision']} weights), "
+        f".tamc format {manifest['format_version']}, {len(manifest['qualities'])} qualities.",
+        "",
+        "## What it does",
+        "",
+        "| task | served by group | parent of that group |",
+        "|---|---|---|",
+    ]
+    for t, g in manifest["serving"].items():
+        lines.append(f"| {t} | `{g}` | {('`' + manifest['dag']['parents'][g] + '`') if manifest['dag']['parents'][g] else '—'} |")
+    lines += ["", "DAG coding order: " + " → ".join(f"`{g}`" for g in manifest["dag"]["order"]), ""]
+    lines += ["## Data and recipe", ""]
+    data = grouping.get("data", {})
+    lines.append(f"- Data: generated scenes (`tamc data synth`), training split from seed "
+                 f"{data.get('first_seed', 0)}, {data.get('count', '?')} scenes at 256×256; validation split "
+                 f"(seeds from 1,000,000) for every choice; test split (seeds from 2,000,000, 512×512, held-out "
+                 f"photographic textures) for the numbers below.")
+    if grouping:
+        st = grouping.get("settings", {})
+        lines.append(f"- Grouping: `tamc group` ({grouping.get('method')}), budget {grouping.get('budget')}, "
+                     f"{st.get('steps', '?')} steps, seed {st.get('seed', '?')}, {grouping.get('runtime_s', 0) / 60:.1f} min; "
+                     f"groups {', '.join('`' + g + '`' for g in grouping.get('groups', []))}.")
+    if s1:
+        c = s1["config"]
+        lines.append(f"- Stage 1: {s1['steps']} steps × batch {c['batch']} of {c['crop']}² crops, lr {c['lr']}, "
+                     f"seed {c['seed']}; {s1['seconds'] / 60:.1f} min at {s1['images_per_s']} images/s, "
+                     f"{s1['parameters'] / 1e6:.2f} M parameters; serving groups chosen by validation loss.")
+    if dag:
+        lines.append(f"- DAG: `tamc dag --estimator {dag.get('estimator')}` on the stage-1 validation latents; "
+                     f"edges {', '.join('`' + a + '` → `' + b + '`' for a, b in dag.get('edges', [])) or 'none'}.")
+    if s2:
+        c = s2["config"]
+        lines.append(f"- Stage 2: {c['steps_entropy']} steps entropy models only + {c['steps_finetune']} steps "
+                     f"fine-tuning, λ = {c['lambdas']}, global context {'on' if c['use_global'] else 'off'}; "
+                     f"{s2['seconds'] / 60:.1f} min.")
+    lines.append(f"- Hardware: {platform.machine()} CPU, recorded by `bin/train-default`.")
+    if q:
+        tasks = list(q["anchor"])
+        lines += ["", f"## Measured on the test split ({q['images']} images, 512×512)", "",
+                  "Loss / trivial-predictor loss (lower is better; < 0.5 halves the trivial loss) and bits per pixel "
+                  "of the layers each task needs (header included):", "",
+                  "| | all tasks bpp | " + " | ".join(tasks) + " |",
+                  "|---|---|" + "---|" * len(tasks)]
+        lines.append("| anchor (uncompressed) | — | " + " | ".join(f"{q['anchor'][t]['normalised']:.3f}" for t in tasks) + " |")
+        for r in q["qualities"]:
+            lines.append(f"| q{r['quality']} | {r['bpp_all']:.3f} | " + " | ".join(
+                f"{r['tasks'][t]['normalised']:.3f} @ {r['tasks'][t]['bpp']:.3f}" for t in tasks) + " |")
+        top = q["qualities"][-1]["tasks"]
+        lines += ["", "Human metrics at the highest quality (anchor in brackets):", ""]
+        for t in tasks:
+            m = {k: v for k, v in top[t].items() if k not in ("bpp", "loss", "normalised", "vs_anchor")}
+            a = {k: v for k, v in q["anchor"][t].items() if k not in ("loss", "normalised")}
+            lines.append(f"- {t}: " + ", ".join(f"{k} {_fmt(v)} ({_fmt(a.get(k))})" for k, v in m.items()))
+        lines += ["", "Checks: " + json.dumps(q.get("checks", {}))]
+    lines += ["", "Reproduce: `bin/train-default` (see the repository README); numbers: "
+              "`python benchmarks/model_quality.py --model models/default`.", ""]
+    text = "\n".join(lines)
+    (model / "README.md").write_text(text)
+    return text
+
+
+if __name__ == "__main__":
+    print(write_card(Path(sys.argv[1]), Path(sys.argv[2]), Path(sys.argv[3])))
