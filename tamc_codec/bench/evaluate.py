@@ -1,0 +1,284 @@
+"""Task losses and metrics of every codec on the same images, computed the same way.
+
+Every path ends in a *prediction* in the networks' normalised units (logits for seg):
+
+- anchor (CTA and the uncompressed line): the stage-1 network on an image;
+- label filter (CTA, edge / keypoint / rgb): CONTRACT.md's filter applied to the decoded
+  image, normalised like a label (for rgb the filter is the identity: the decoded image);
+- tamc (ATC): the model's task decoder on the latent the .tamc file decodes to.
+
+Loss (``task_loss``, the training loss) and the human metric (``TaskMetrics``, CONTRACT
+units) are then computed from that prediction and the normalised target by one code
+path, so a number means the same thing for every codec.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ..contract import TASKS
+from ..errors import TamcInputError
+from ..tasks.registry import TASK_SPECS
+
+#: The anchor pads like the codec (latent stride 16 x hyper stride 4), so both see alike borders.
+PAD_MULTIPLE = 64
+#: MS-SSIM's five scales with an 11-pixel window need sides above (11 - 1) * 2**4.
+MSSSIM_MIN_SIDE = 161
+#: Tasks whose label is a filter of the image, so a CTA receiver can run the filter itself.
+FILTER_TASKS = ("edge", "keypoint", "rgb")
+#: The headline metric of each task (a key of TaskMetrics.result() or "ms_ssim").
+PRIMARY_METRIC = {"seg": "miou", "depth": "abs_rel", "normal": "angular_error_deg", "edge": "l1",
+                  "keypoint": "l1", "rgb": "psnr_db"}
+HIGHER_IS_BETTER = {"miou": True, "abs_rel": False, "rmse": False, "angular_error_deg": False, "l1": False,
+                    "psnr_db": True, "ms_ssim": True}
+
+
+# --------------------------------------------------------------------------- data
+
+
+@dataclass
+class BenchImages:
+    """The images of a data folder with normalised targets (arrays.py target format)."""
+
+    path: Path
+    kind: str            # "scenes" or "images"
+    folder: object
+    tasks: list[str]
+    count: int
+    info: dict = field(default_factory=dict)
+
+    def item(self, i: int) -> tuple[np.ndarray, dict]:
+        import torch
+
+        from ..data.arrays import normalise
+
+        if self.kind == "scenes":
+            stored = self.folder.stored(i)
+            image = np.ascontiguousarray(stored["rgb"])
+            targets = {t: torch.from_numpy(np.ascontiguousarray(normalise(t, stored[t]))) for t in self.tasks}
+            return image, targets
+        raw = self.folder[i]
+        image = raw["image"]
+        targets = {}
+        for t in self.tasks:
+            if t == "rgb":
+                targets[t] = torch.from_numpy(np.moveaxis(image, -1, 0).astype(np.float32) / 255.0)
+            else:
+                s = TASK_SPECS[t]
+                targets[t] = torch.from_numpy(((raw[t] - s.offset) / s.scale)[None].astype(np.float32))
+        return image, targets
+
+
+def open_images(path: str | Path, tasks: list[str] | None, limit: int | None) -> BenchImages:
+    from ..data.folder import SceneFolder, open_data
+
+    folder = open_data(path, tasks)
+    kind = "scenes" if isinstance(folder, SceneFolder) else "images"
+    chosen = list(folder.tasks) if tasks is None else list(tasks)
+    count = len(folder) if limit is None else min(limit, len(folder))
+    info: dict = {"path": str(path), "kind": kind, "count": len(folder), "images_used": count}
+    if kind == "scenes":
+        meta = folder.meta
+        info.update({"generator": meta.get("generator"), "first_seed": meta.get("first_seed"),
+                     "size": meta.get("size"), "split": meta.get("split"),
+                     "seeds": [meta.get("first_seed"), meta.get("first_seed", 0) + count - 1]})
+    else:
+        info["files"] = [p.name for p in folder.files[:count]]
+    return BenchImages(Path(path), kind, folder, sorted(chosen, key=TASKS.index), count, info)
+
+
+def ensure_test_split(path: str | Path, count: int, size: int = 512, log=print) -> Path:
+    """The documented test split at `path`, generated (deterministically) when absent."""
+    from ..contract import SPLIT_SEED_BASE
+    from ..data.folder import META, synthesize
+
+    root = Path(path)
+    if (root / META).exists():
+        return root
+    if root.exists() and any(root.iterdir()):
+        raise TamcInputError(f"{root} exists but has no {META}; remove it or pass --data")
+    log(f"generating {count} test scenes at {size}x{size} into {root} (seeds from {SPLIT_SEED_BASE['test']})")
+    from tqdm import tqdm
+
+    with tqdm(total=count, desc="synth test", unit="scene", dynamic_ncols=True) as bar:
+        synthesize(root, count, size, SPLIT_SEED_BASE["test"], progress=bar.update)
+    return root
+
+
+# --------------------------------------------------------------------------- predictors
+
+
+def _pad(img: np.ndarray, multiple: int) -> np.ndarray:
+    h, w = img.shape[:2]
+    ph, pw = -h % multiple, -w % multiple
+    return np.pad(img, ((0, ph), (0, pw), (0, 0)), mode="edge") if ph or pw else img
+
+
+class Anchor:
+    """The stage-1 network as a task model on any image (the CTA receivers' analysis)."""
+
+    def __init__(self, path: str | Path, tasks: list[str]):
+        import torch
+
+        from ..train.stage1 import load_anchor
+
+        self.path = Path(path)
+        if not self.path.is_file():
+            raise TamcInputError(f"{self.path}: no anchor (stage-1 anchor.pt); pass --anchor")
+        self.model = load_anchor(self.path)
+        self.trivial = dict(torch.load(self.path, map_location="cpu", weights_only=False)["trivial"])
+        missing = [t for t in tasks if t not in self.model.serving]
+        if missing:
+            raise TamcInputError(f"the anchor {self.path} has no decoder for {', '.join(missing)}")
+        self.tasks = list(tasks)
+        self.groups = [g for g in self.model.groups if g in {self.model.serving[t] for t in tasks}]
+
+    def predict(self, image: np.ndarray) -> dict[str, np.ndarray]:
+        import torch
+
+        h, w = image.shape[:2]
+        x = torch.from_numpy(_pad(image, PAD_MULTIPLE).astype(np.float32) / 255.0).permute(2, 0, 1)[None]
+        with torch.no_grad():
+            latents = self.model.encode(x, self.groups)
+            return {t: self.model.decode(self.model.serving[t], t, latents[self.model.serving[t]])[0, :, :h, :w]
+                    .float().numpy() for t in self.tasks}
+
+
+def filter_prediction(task: str, image: np.ndarray) -> np.ndarray:
+    """The exact label filter on an image, in the normalised units networks predict."""
+    from ..tasks import labels
+
+    if task == "rgb":
+        return np.moveaxis(image, -1, 0).astype(np.float32) / 255.0
+    s = TASK_SPECS[task]
+    raw = labels.edge_label(image) if task == "edge" else labels.keypoint_label(image)
+    return ((raw - s.offset) / s.scale)[None].astype(np.float32)
+
+
+# --------------------------------------------------------------------------- scoring
+
+
+class TaskScore:
+    """Loss and metrics of one task at one curve point, accumulated over images."""
+
+    def __init__(self, task: str):
+        from ..train.stage1 import TaskMetrics
+
+        self.task = task
+        self.metrics = TaskMetrics(task)
+        self.loss_sum = 0.0
+        self.n = 0
+        self.bits = 0.0
+        self.pixels = 0
+        self.msssim_sum = 0.0
+        self.msssim_n = 0
+
+    def add(self, pred: np.ndarray, target, bits: float | None = None) -> None:
+        import torch
+
+        from ..tasks.losses import task_loss
+
+        if self.task == "rgb":
+            # what a receiver gets is an 8-bit image
+            pred = np.rint(np.clip(pred, 0.0, 1.0) * 255.0) / 255.0
+        p = torch.from_numpy(np.ascontiguousarray(pred, dtype=np.float32))[None]
+        tgt = target[None]
+        self.loss_sum += float(task_loss(self.task, p, tgt))
+        self.metrics.update(p, tgt)
+        self.n += 1
+        h, w = target.shape[-2:]
+        if bits is not None:
+            self.bits += bits
+            self.pixels += h * w
+        if self.task == "rgb" and min(h, w) >= MSSSIM_MIN_SIDE:
+            from pytorch_msssim import ms_ssim
+
+            self.msssim_sum += float(ms_ssim(p * 255.0, tgt * 255.0, data_range=255.0, size_average=True))
+            self.msssim_n += 1
+
+    def result(self, trivial: dict[str, float]) -> dict:
+        loss = self.loss_sum / max(self.n, 1)
+        out: dict = {}
+        if self.pixels:
+            out["bpp"] = self.bits / self.pixels
+        out["loss"] = loss
+        out["normalised_loss"] = loss / trivial[self.task] if trivial.get(self.task) else None
+        out.update({k: _num(v) for k, v in self.metrics.result().items()})
+        if self.task == "rgb":
+            out["ms_ssim"] = self.msssim_sum / self.msssim_n if self.msssim_n else None
+        return out
+
+
+def _num(v: float) -> float | None:
+    v = float(v)
+    return v if np.isfinite(v) else None
+
+
+class Point:
+    """One setting of one codec: rate, times and every task's score."""
+
+    def __init__(self, setting, tasks: list[str]):
+        self.setting = setting
+        self.scores = {t: TaskScore(t) for t in tasks}
+        self.bits = 0.0
+        self.pixels = 0
+        self.times: dict[str, list[float]] = {}
+
+    def time(self, key: str, seconds: float) -> None:
+        self.times.setdefault(key, []).append(seconds)
+
+    def result(self, trivial: dict[str, float]) -> dict:
+        out = {"setting": self.setting, "bpp": self.bits / self.pixels if self.pixels else None,
+               "images": max((s.n for s in self.scores.values()), default=0)}
+        for k, v in self.times.items():
+            out[f"{k}_s"] = float(np.mean(v))
+        out["tasks"] = {t: s.result(trivial) for t, s in self.scores.items()}
+        return out
+
+
+# --------------------------------------------------------------------------- tamc (ATC)
+
+
+def tamc_layer_bytes(data: bytes, tasks: list[str]) -> dict[str, int]:
+    """Bytes a receiver of each task reads: header and index, then its layer chain."""
+    from ..bitstream import TamcReader
+
+    with TamcReader(data) as reader:
+        head = reader.header_size
+        return {t: head + sum(reader.layers[i].length for i in reader.layers_for_task(t)) for t in tasks}
+
+
+def tamc_predictions(rt, enc, tasks: list[str]) -> dict[str, np.ndarray]:
+    """Task decoder outputs (normalised units) on the latents the file decodes to."""
+    from ..codec import WORK_THREADS
+
+    h, w = enc.height, enc.width
+    return {t: rt.run(None, t, WORK_THREADS, y=enc.latents[rt.serving[t]])[0][0][:, :h, :w] for t in tasks}
+
+
+def timed_decode(rt, data: bytes, task: str, expected_pred: np.ndarray) -> tuple[float, bool]:
+    """Decode one task through the public API; time it and check it matches the prediction used."""
+    from ..codec import _raw_output, decode_task
+
+    t0 = time.perf_counter()
+    res = decode_task(data, task, rt)
+    seconds = time.perf_counter() - t0
+    want = _raw_output(task, expected_pred, rt)
+    if want.dtype == np.uint8:
+        same = bool(np.array_equal(want, res.output))
+    else:
+        same = bool(np.allclose(want, res.output, rtol=1e-4, atol=1e-5))
+    return seconds, same
+
+
+def quick_qualities(q: int, count: int = 3) -> list[int]:
+    """`count` qualities spread over 1..q, ends included."""
+    return sorted({int(round(v)) for v in np.linspace(1, q, min(count, q))})
+
+
+__all__ = ["BenchImages", "open_images", "ensure_test_split", "Anchor", "filter_prediction", "TaskScore", "Point",
+           "tamc_layer_bytes", "tamc_predictions", "timed_decode", "quick_qualities", "PRIMARY_METRIC",
+           "HIGHER_IS_BETTER", "FILTER_TASKS"]

@@ -1,0 +1,347 @@
+"""Bench outputs: results.json (schema below and in docs/BENCH.md), CSV, plots, a terminal table."""
+from __future__ import annotations
+
+import csv
+import json
+import math
+from pathlib import Path
+
+from ..atomic import atomic_write_bytes
+
+_NUM = {"type": ["number", "null"]}
+_BD = {"type": "object", "required": ["value", "status", "overlap"],
+       "properties": {"value": _NUM, "status": {"enum": ["ok", "no_overlap", "too_few_points"]},
+                      "overlap": {"type": "number"}, "points_base": {"type": "integer"},
+                      "points_test": {"type": "integer"}, "dropped": {"type": "integer"}}}
+_ISO = {"type": "object", "required": ["bpp", "status"],
+        "properties": {"bpp": _NUM, "status": {"enum": ["reached", "at_lowest_rate", "not_reached"]}}}
+_TASK_POINT = {"type": "object", "required": ["loss", "normalised_loss"],
+               "properties": {"bpp": {"type": "number"}, "loss": {"type": "number"}, "normalised_loss": _NUM}}
+_POINT = {"type": "object", "required": ["setting", "bpp", "images", "tasks"],
+          "properties": {"setting": {"type": ["integer", "null"]}, "bpp": _NUM, "images": {"type": "integer"},
+                         "encode_s": {"type": "number"}, "decode_s": {"type": "number"},
+                         "analysis_s": {"type": "number"},
+                         "tasks": {"type": "object", "additionalProperties": _TASK_POINT}}}
+
+#: JSON Schema (draft 2020-12 subset) of results.json; docs/BENCH.md explains every field.
+RESULTS_SCHEMA: dict = {
+    "type": "object",
+    "required": ["schema", "created", "quick", "tasks", "codecs", "primary_metric", "iso_factor", "bd", "provenance",
+                 "anchor", "curves", "summary", "speed", "ablation", "runtime_s"],
+    "properties": {
+        "schema": {"enum": ["tamc.bench/1"]},
+        "created": {"type": "string"},
+        "quick": {"type": "boolean"},
+        "tasks": {"type": "array", "items": {"enum": ["seg", "depth", "normal", "edge", "keypoint", "rgb"]}},
+        "codecs": {"type": "array", "items": {"type": "string"}},
+        "primary_metric": {"type": "object", "additionalProperties": {
+            "type": "object", "required": ["name", "higher_is_better"],
+            "properties": {"name": {"type": "string"}, "higher_is_better": {"type": "boolean"}}}},
+        "iso_factor": {"type": "number"},
+        "bd": {"type": "object", "required": ["method", "min_overlap"]},
+        "provenance": {"type": "object",
+                       "required": ["model", "anchor", "data", "git_commit", "versions", "codec_settings"],
+                       "properties": {
+                           "model": {"type": ["object", "null"], "required": ["id", "qualities"]},
+                           "anchor": {"type": "object", "required": ["path", "sha256"]},
+                           "data": {"type": "object", "required": ["path", "kind", "images_used"]},
+                           "git_commit": {"type": ["string", "null"]},
+                           "versions": {"type": "object"},
+                           "codec_settings": {"type": "object", "additionalProperties": {
+                               "type": "object", "required": ["parameter", "values"]}}}},
+        "anchor": _POINT,
+        "curves": {"type": "object", "additionalProperties": {"type": "array", "items": _POINT}},
+        "summary": {"type": "object", "additionalProperties": {
+            "type": "object",
+            "required": ["metric", "higher_is_better", "anchor_loss", "iso_target_loss", "iso_rate", "iso_ratio",
+                         "bd_rate"],
+            "properties": {
+                "anchor_loss": {"type": "number"}, "iso_target_loss": {"type": "number"},
+                "iso_rate": {"type": "object", "additionalProperties": _ISO},
+                "iso_ratio": {"type": ["object", "null"], "required": ["best_baseline", "ratio", "bound"],
+                              "properties": {"ratio": _NUM, "bound": {"enum": ["exact", "upper", "lower", "none"]}}},
+                "bd_rate": {"type": "object", "additionalProperties": {
+                    "type": "object", "required": ["loss", "metric"],
+                    "properties": {"loss": _BD, "metric": _BD}}}}}},
+        "speed": {"type": "object", "additionalProperties": {
+            "type": "object", "required": ["encode_s", "decode_s", "analysis_s"],
+            "properties": {"encode_s": _NUM, "decode_s": _NUM, "analysis_s": _NUM}}},
+        "ablation": {"type": ["object", "null"]},
+        "runtime_s": {"type": "number"},
+    },
+}
+
+_TYPES = {"object": dict, "array": list, "string": str, "boolean": bool, "null": type(None)}
+
+
+def _is(value, name: str) -> bool:
+    if name == "number":
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if name == "integer":
+        return isinstance(value, int) and not isinstance(value, bool)
+    return isinstance(value, _TYPES[name])
+
+
+def schema_errors(value, schema: dict = RESULTS_SCHEMA, where: str = "$") -> list[str]:
+    """Violations of the schema subset used above (type, enum, required, properties, items,
+    additionalProperties), without a jsonschema dependency on the use path."""
+    errors: list[str] = []
+    if "enum" in schema and value not in schema["enum"]:
+        return [f"{where}: {value!r} is not one of {schema['enum']}"]
+    if "type" in schema:
+        types = schema["type"] if isinstance(schema["type"], list) else [schema["type"]]
+        if not any(_is(value, t) for t in types):
+            return [f"{where}: expected {' or '.join(types)}, got {type(value).__name__}"]
+    if isinstance(value, dict):
+        for key in schema.get("required", []):
+            if key not in value:
+                errors.append(f"{where}: missing {key!r}")
+        props = schema.get("properties", {})
+        for key, sub in value.items():
+            if key in props:
+                errors += schema_errors(sub, props[key], f"{where}.{key}")
+            elif isinstance(schema.get("additionalProperties"), dict):
+                errors += schema_errors(sub, schema["additionalProperties"], f"{where}.{key}")
+    if isinstance(value, list) and "items" in schema:
+        for i, item in enumerate(value):
+            errors += schema_errors(item, schema["items"], f"{where}[{i}]")
+    return errors
+
+
+def _clean(obj):
+    """JSON has no NaN or infinity: those become null."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {str(k): _clean(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_clean(v) for v in obj]
+    if hasattr(obj, "item") and callable(obj.item):  # numpy scalars
+        return _clean(obj.item())
+    return obj
+
+
+# --------------------------------------------------------------------------- files
+
+
+def write_all(results: dict, out: str | Path) -> dict[str, list[str]]:
+    """results.json, curves.csv, summary.csv and the plots; returns the paths written."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    results = _clean(results)
+    errors = schema_errors(results)
+    if errors:
+        raise RuntimeError("results do not match their schema: " + "; ".join(errors[:5]))
+    atomic_write_bytes(out / "results.json", (json.dumps(results, indent=1, sort_keys=False) + "\n").encode())
+    written = {"json": [str(out / "results.json")], "csv": [], "plots": []}
+    written["csv"].append(str(_write_curves_csv(results, out / "curves.csv")))
+    written["csv"].append(str(_write_summary_csv(results, out / "summary.csv")))
+    written["plots"] = [str(p) for p in plot_all(results, out)]
+    return written
+
+
+def _metric_keys(results: dict) -> list[str]:
+    keys: list[str] = []
+    for pts in results["curves"].values():
+        for p in pts:
+            for r in p["tasks"].values():
+                for k in r:
+                    if k not in ("bpp", "loss", "normalised_loss") and k not in keys:
+                        keys.append(k)
+    return keys
+
+
+def _write_curves_csv(results: dict, path: Path) -> Path:
+    mkeys = _metric_keys(results)
+    cols = ["codec", "setting", "task", "bpp", "file_bpp", "loss", "normalised_loss", *mkeys,
+            "encode_s", "decode_s", "analysis_s"]
+    rows = []
+    for t, r in results["anchor"]["tasks"].items():
+        rows.append({"codec": "anchor", "task": t, **r, "analysis_s": results["anchor"].get("analysis_s")})
+    for name, pts in results["curves"].items():
+        for p in pts:
+            for t, r in p["tasks"].items():
+                rows.append({"codec": name, "setting": p["setting"], "task": t, "file_bpp": p["bpp"], **r,
+                             **{k: p.get(k) for k in ("encode_s", "decode_s", "analysis_s")}})
+    _write_csv(path, cols, rows)
+    return path
+
+
+def _write_summary_csv(results: dict, path: Path) -> Path:
+    cols = ["task", "codec", "anchor_loss", "iso_target_loss", "iso_bpp", "iso_status", "bd_rate_loss_pct",
+            "bd_status_loss", "bd_rate_metric_pct", "bd_status_metric", "metric"]
+    rows = []
+    for t, s in results["summary"].items():
+        for name, iso in s["iso_rate"].items():
+            bd = s["bd_rate"].get(name, {})
+            rows.append({"task": t, "codec": name, "anchor_loss": s["anchor_loss"], "iso_target_loss": s["iso_target_loss"],
+                         "iso_bpp": iso["bpp"], "iso_status": iso["status"], "metric": s["metric"],
+                         "bd_rate_loss_pct": bd.get("loss", {}).get("value"), "bd_status_loss": bd.get("loss", {}).get("status"),
+                         "bd_rate_metric_pct": bd.get("metric", {}).get("value"),
+                         "bd_status_metric": bd.get("metric", {}).get("status")})
+    _write_csv(path, cols, rows)
+    return path
+
+
+def _write_csv(path: Path, cols: list[str], rows: list[dict]) -> None:
+    import io
+
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=cols, extrasaction="ignore", lineterminator="\n")
+    w.writeheader()
+    for r in rows:
+        w.writerow({k: ("" if r.get(k) is None else r.get(k)) for k in cols})
+    atomic_write_bytes(path, buf.getvalue().encode())
+
+
+# --------------------------------------------------------------------------- plots
+
+STYLE = {"tamc": ("tab:red", "o", "-"), "jpeg": ("tab:blue", "s", "-"), "webp": ("tab:green", "^", "-"),
+         "avif": ("tab:purple", "D", "-"), "jpeg+filter": ("tab:blue", "s", ":"),
+         "webp+filter": ("tab:green", "^", ":"), "avif+filter": ("tab:purple", "D", ":")}
+METRIC_LABEL = {"miou": "mIoU", "abs_rel": "abs-rel", "angular_error_deg": "angular error (deg)", "l1": "L1",
+                "psnr_db": "PSNR (dB)", "ms_ssim": "MS-SSIM"}
+TASK_TITLE = {"seg": "Semantic segmentation", "depth": "Depth (z-buffer)", "normal": "Surface normals",
+              "edge": "Edge texture", "keypoint": "2D keypoints", "rgb": "Image (autoencoder)"}
+
+
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _draw(ax, results: dict, task: str, key: str) -> None:
+    for name, pts in results["curves"].items():
+        xs, ys = [], []
+        for p in pts:
+            r = p["tasks"].get(task)
+            if r and r.get(key) is not None and r.get("bpp"):
+                xs.append(r["bpp"])
+                ys.append(r[key])
+        if not xs:
+            continue
+        order = sorted(range(len(xs)), key=xs.__getitem__)
+        colour, marker, line = STYLE.get(name, ("grey", ".", "-"))
+        ax.plot([xs[i] for i in order], [ys[i] for i in order], line, color=colour, marker=marker, ms=4,
+                lw=2.2 if name == "tamc" else 1.3, label=name)
+    a = results["anchor"]["tasks"][task].get(key)
+    if a is not None:
+        ax.axhline(a, color="black", ls="--", lw=1, label="anchor (uncompressed)")
+    if key == "loss":
+        ax.axhline(results["summary"][task]["iso_target_loss"], color="grey", ls=":", lw=1,
+                   label=f"{results['iso_factor']:g} x anchor loss")
+    ax.set_xscale("log")
+    ax.set_xlabel("bits per pixel")
+    ax.set_ylabel(METRIC_LABEL.get(key, key))
+    ax.grid(True, which="both", alpha=0.3)
+
+
+def plot_all(results: dict, out: Path) -> list[Path]:
+    plt = _plt()
+    written = []
+    tasks = results["tasks"]
+    for t in tasks:
+        metric = results["summary"][t]["metric"]
+        fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+        _draw(axes[0], results, t, metric)
+        _draw(axes[1], results, t, "loss")
+        axes[1].set_ylabel("task loss")
+        axes[0].set_title(f"{TASK_TITLE[t]}: {METRIC_LABEL.get(metric, metric)}")
+        axes[1].set_title(f"{TASK_TITLE[t]}: loss")
+        axes[1].legend(fontsize=7)
+        fig.tight_layout()
+        path = out / f"curve_{t}.png"
+        fig.savefig(path, dpi=110)
+        plt.close(fig)
+        written.append(path)
+    cols = min(3, len(tasks))
+    rows = -(-len(tasks) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(4.6 * cols, 3.6 * rows), squeeze=False)
+    for k, t in enumerate(tasks):
+        ax = axes[k // cols][k % cols]
+        metric = results["summary"][t]["metric"]
+        _draw(ax, results, t, metric)
+        ax.set_title(TASK_TITLE[t], fontsize=10)
+    for k in range(len(tasks), rows * cols):
+        axes[k // cols][k % cols].axis("off")
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=min(len(labels), 8), fontsize=8)
+    fig.tight_layout(rect=(0, 0.06, 1, 1))
+    path = out / "overview.png"
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    written.append(path)
+    if results.get("ablation"):
+        from .ablation import plot_ablation
+
+        written += plot_ablation(results["ablation"], out)
+    return written
+
+
+# --------------------------------------------------------------------------- terminal
+
+
+def _fmt(v, spec: str = ".3f") -> str:
+    return "-" if v is None else format(v, spec)
+
+
+def table(results: dict) -> str:
+    """Per task: iso-quality rates (bpp at 1.15 x anchor loss) and BD-rates of tamc."""
+    lines = []
+    names = [n for n in results["codecs"]]
+    lines.append(f"iso-quality rate: bpp at which the loss reaches {results['iso_factor']:g} x the anchor's "
+                 "('<=' lowest setting already there, 'n/r' not reached)")
+    head = f"{'task':9} {'anchor loss':>11} " + " ".join(f"{n:>12}" for n in names) + f" {'tamc/best':>10}"
+    lines.append(head)
+    lines.append("-" * len(head))
+    for t, s in results["summary"].items():
+        cells = []
+        for n in names:
+            iso = s["iso_rate"].get(n)
+            if iso is None:
+                cells.append(f"{'':>12}")
+            elif iso["status"] == "not_reached":
+                cells.append(f"{'n/r':>12}")
+            else:
+                prefix = "<=" if iso["status"] == "at_lowest_rate" else ""
+                cells.append(f"{prefix + format(iso['bpp'], '.3f'):>12}")
+        ratio = s["iso_ratio"] or {}
+        rtxt = "-" if ratio.get("ratio") is None else (
+            {"upper": "<=", "lower": ">=", "exact": ""}[ratio["bound"]] + format(ratio["ratio"], ".2f"))
+        lines.append(f"{t:9} {s['anchor_loss']:>11.4f} " + " ".join(cells) + f" {rtxt:>10}")
+    if any(s["bd_rate"] for s in results["summary"].values()):
+        lines.append("")
+        lines.append("BD-rate of tamc vs each baseline, % (negative = tamc needs fewer bits); loss / primary metric")
+        bases = [n for n in names if n != "tamc"]
+        head = f"{'task':9} " + " ".join(f"{n:>18}" for n in bases)
+        lines.append(head)
+        lines.append("-" * len(head))
+        for t, s in results["summary"].items():
+            cells = []
+            for n in bases:
+                bd = s["bd_rate"].get(n)
+                if bd is None:
+                    cells.append(f"{'':>18}")
+                    continue
+                parts = [("n/o" if b["status"] == "no_overlap" else "few" if b["status"] == "too_few_points"
+                          else format(b["value"], "+.1f")) for b in (bd["loss"], bd["metric"])]
+                cells.append(f"{' / '.join(parts):>18}")
+            lines.append(f"{t:9} " + " ".join(cells))
+    lines.append("")
+    lines.append("speed, seconds per image (encode / decode / analysis)")
+    for n, s in results["speed"].items():
+        lines.append(f"  {n:12} {_fmt(s['encode_s'], '.4f'):>8} / {_fmt(s['decode_s'], '.4f'):>8} / "
+                     f"{_fmt(s['analysis_s'], '.4f'):>8}")
+    if results.get("ablation"):
+        from .ablation import ablation_table
+
+        lines.append("")
+        lines.append(ablation_table(results["ablation"]))
+    return "\n".join(lines)
+
+
+__all__ = ["RESULTS_SCHEMA", "schema_errors", "write_all", "plot_all", "table"]

@@ -1,0 +1,357 @@
+"""`tamc bench`: every codec on the same images, then curves, iso-quality rates and BD-rates."""
+from __future__ import annotations
+
+import hashlib
+import platform
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ..contract import TASKS
+from ..errors import TamcInputError
+from . import baselines, curves
+from .evaluate import (FILTER_TASKS, HIGHER_IS_BETTER, PRIMARY_METRIC, Anchor, Point, ensure_test_split,
+                       filter_prediction, open_images, quick_qualities, tamc_layer_bytes, tamc_predictions,
+                       timed_decode)
+
+SCHEMA = "tamc.bench/1"
+#: Iso-quality target: the loss 15% above the anchor's on uncompressed images.
+ISO_FACTOR = 1.15
+DEFAULT_IMAGES = 24
+QUICK_IMAGES = 4
+TEST_SPLIT_COUNT = 100
+DEFAULT_DATA = "data/test"
+DEFAULT_ANCHOR = "models/default/anchor/anchor.pt"
+
+
+@dataclass
+class BenchConfig:
+    out: str
+    data: str | None = None
+    tasks: list[str] | None = None
+    codecs: list[str] = field(default_factory=lambda: ["tamc", *baselines.CODECS])
+    quick: bool = False
+    ablation: bool = False
+    ablation_dir: str | None = None
+    model: str | None = None
+    anchor: str | None = None
+    images: int | None = None
+    qualities: list[int] | None = None
+    speed_images: int = 4
+    progress: bool = True
+    #: threads for torch and onnxruntime; None = their defaults (all cores). On a shared
+    #: machine 1 avoids the stalls of oversubscribed thread pools.
+    threads: int | None = None
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _versions() -> dict:
+    from importlib import metadata
+
+    out = {"python": platform.python_version()}
+    for pkg in ("tamc-codec", "numpy", "pillow", "torch", "onnxruntime", "constriction", "bjontegaard",
+                "pytorch-msssim", "scipy", "scikit-image", "matplotlib"):
+        try:
+            out[pkg] = metadata.version(pkg)
+        except metadata.PackageNotFoundError:
+            out[pkg] = None
+    try:
+        from PIL import features
+
+        out["libavif"] = features.version("avif")
+        out["libwebp"] = features.version("webp")
+        out["libjpeg"] = features.version("jpg")
+    except Exception:  # feature probing differs across Pillow builds; versions are informative only
+        pass
+    return out
+
+
+def _git_commit() -> str | None:
+    import subprocess
+
+    try:
+        root = Path(__file__).resolve().parents[2]
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=10)
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
+                               capture_output=True, text=True, timeout=10)
+        if commit.returncode:
+            return None
+        return commit.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def _resolve_anchor(cfg: BenchConfig, rt) -> Path:
+    if cfg.anchor:
+        return Path(cfg.anchor)
+    candidates = [Path(DEFAULT_ANCHOR)]
+    if rt is not None:
+        candidates.insert(0, rt.folder / "anchor" / "anchor.pt")
+        candidates.append(rt.folder.parent / "anchor" / "anchor.pt")
+    for c in candidates:
+        if c.is_file():
+            return c
+    raise TamcInputError("no anchor found (looked in " + ", ".join(str(c) for c in candidates)
+                         + "); pass --anchor PATH to the stage-1 anchor.pt")
+
+
+def run_bench(cfg: BenchConfig, log=print) -> dict:
+    """Measure every codec; returns results.json's content (report.write_all writes the files)."""
+    from tqdm import tqdm
+
+    t_start = time.perf_counter()
+    if cfg.threads:
+        import torch
+
+        from .. import codec
+
+        torch.set_num_threads(cfg.threads)
+        codec.WORK_THREADS = cfg.threads
+    for c in cfg.codecs:
+        if c != "tamc" and c not in baselines.CODECS:
+            raise TamcInputError(f"unknown codec {c!r} (known: tamc, {', '.join(baselines.CODECS)})")
+        if c != "tamc" and not baselines.available(c):
+            raise TamcInputError(f"this Pillow build cannot write {c.upper()}; install a Pillow with {c} support")
+    limit = cfg.images or (QUICK_IMAGES if cfg.quick else DEFAULT_IMAGES)
+    if cfg.data:
+        data_path = Path(cfg.data)
+    elif cfg.quick and not (Path(DEFAULT_DATA) / "meta.json").exists():
+        # a few scenes of the test split, not the whole split, so CI stays fast
+        data_path = ensure_test_split(Path(cfg.out) / "data-test", limit, log=log)
+    else:
+        data_path = ensure_test_split(DEFAULT_DATA, TEST_SPLIT_COUNT, log=log)
+
+    rt = None
+    if "tamc" in cfg.codecs or cfg.model:
+        from ..codec import load_model
+
+        rt = load_model(cfg.model)
+    probe = open_images(data_path, None, 1)
+    tasks = list(cfg.tasks) if cfg.tasks else [t for t in TASKS if t in probe.tasks and (rt is None or t in rt.serving)]
+    if rt is not None:
+        missing = [t for t in tasks if t not in rt.serving]
+        if missing:
+            raise TamcInputError(f"model {rt.folder} does not serve {', '.join(missing)}")
+    images = open_images(data_path, tasks, limit)
+    if not tasks:
+        raise TamcInputError("no task to benchmark")
+    anchor_path = _resolve_anchor(cfg, rt)
+    anchor = Anchor(anchor_path, tasks)
+    trivial = anchor.trivial
+
+    cta = [c for c in cfg.codecs if c != "tamc"]
+    sweeps = baselines.settings(cta, cfg.quick)
+    if rt is not None:
+        qualities = cfg.qualities or (quick_qualities(rt.qualities) if cfg.quick else list(range(1, rt.qualities + 1)))
+        bad = [q for q in qualities if not 1 <= q <= rt.qualities]
+        if bad:
+            raise TamcInputError(f"qualities must be 1..{rt.qualities}")
+    else:
+        qualities = []
+    ftasks = [t for t in tasks if t in FILTER_TASKS]
+
+    anchor_point = Point(None, tasks)
+    points: dict[str, dict] = {}
+    for c in cta:
+        points[c] = {q: Point(q, tasks) for q in sweeps[c]["values"]}
+        if ftasks:
+            points[f"{c}+filter"] = {q: Point(q, ftasks) for q in sweeps[c]["values"]}
+    if rt is not None:
+        points["tamc"] = {q: Point(q, tasks) for q in qualities}
+    decode_checks = {"checked": 0, "matched": 0}
+
+    steps = images.count * (1 + sum(len(s["values"]) for s in sweeps.values()) + len(qualities))
+    bar = tqdm(total=steps, desc="bench", unit="step", dynamic_ncols=True, disable=not cfg.progress)
+    for i in range(images.count):
+        image, targets = images.item(i)
+        h, w = image.shape[:2]
+        bar.set_postfix_str(f"image {i + 1}/{images.count} anchor", refresh=False)
+        t0 = time.perf_counter()
+        preds = anchor.predict(image)
+        anchor_point.time("analysis", time.perf_counter() - t0)
+        for t in tasks:
+            anchor_point.scores[t].add(preds[t], targets[t])
+        bar.update(1)
+        for c in cta:
+            for q in sweeps[c]["values"]:
+                bar.set_postfix_str(f"image {i + 1}/{images.count} {c} q{q}", refresh=False)
+                coded = baselines.code(image, c, q)
+                bits = 8.0 * coded.nbytes
+                pt = points[c][q]
+                pt.bits += bits
+                pt.pixels += h * w
+                pt.time("encode", coded.encode_s)
+                pt.time("decode", coded.decode_s)
+                t0 = time.perf_counter()
+                preds = anchor.predict(coded.decoded)
+                pt.time("analysis", time.perf_counter() - t0)
+                for t in tasks:
+                    pt.scores[t].add(preds[t], targets[t], bits)
+                if ftasks:
+                    fp = points[f"{c}+filter"][q]
+                    fp.bits += bits
+                    fp.pixels += h * w
+                    fp.time("encode", coded.encode_s)
+                    fp.time("decode", coded.decode_s)
+                    t0 = time.perf_counter()
+                    for t in ftasks:
+                        fp.scores[t].add(filter_prediction(t, coded.decoded), targets[t], bits)
+                    fp.time("analysis", time.perf_counter() - t0)
+                bar.update(1)
+        if rt is not None:
+            from ..codec import encode_image
+
+            for q in qualities:
+                bar.set_postfix_str(f"image {i + 1}/{images.count} tamc q{q}", refresh=False)
+                pt = points["tamc"][q]
+                t0 = time.perf_counter()
+                enc = encode_image(image, tasks, q, rt)
+                pt.time("encode", time.perf_counter() - t0)
+                pt.bits += 8.0 * len(enc.data)
+                pt.pixels += h * w
+                task_bytes = tamc_layer_bytes(enc.data, tasks)
+                preds = tamc_predictions(rt, enc, tasks)
+                for t in tasks:
+                    pt.scores[t].add(preds[t], targets[t], 8.0 * task_bytes[t])
+                if i < cfg.speed_images:
+                    total = 0.0
+                    for t in tasks:
+                        seconds, same = timed_decode(rt, enc.data, t, preds[t])
+                        pt.time(f"decode_{t}", seconds)
+                        total += seconds
+                        decode_checks["checked"] += 1
+                        decode_checks["matched"] += int(same)
+                    pt.time("decode", total)
+                bar.update(1)
+    bar.close()
+
+    curves_out = {name: [p.result(trivial) for p in pts.values()] for name, pts in points.items()}
+    anchor_res = anchor_point.result(trivial)
+    summary = summarise(tasks, curves_out, anchor_res)
+    speed = _speed(curves_out, anchor_res)
+    rt_info = None
+    if rt is not None:
+        rt_info = {"id": rt.id, "name": rt.manifest.get("name"), "folder": str(rt.folder), "qualities": rt.qualities,
+                   "groups": rt.groups, "serving": rt.serving, "parents": rt.parents,
+                   "provenance": rt.manifest.get("provenance", {})}
+    results = {
+        "schema": SCHEMA,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "quick": cfg.quick,
+        "tasks": tasks,
+        "codecs": list(curves_out),
+        "primary_metric": {t: {"name": PRIMARY_METRIC[t], "higher_is_better": HIGHER_IS_BETTER[PRIMARY_METRIC[t]]}
+                           for t in tasks},
+        "iso_factor": ISO_FACTOR,
+        "bd": {"method": curves.BD_METHOD, "min_overlap": curves.MIN_OVERLAP, "package": "bjontegaard"},
+        "provenance": {
+            "model": rt_info,
+            "anchor": {"path": str(anchor_path), "sha256": _sha256(anchor_path), "groups": anchor.model.groups,
+                       "serving": anchor.model.serving, "trivial_loss": trivial},
+            "data": images.info,
+            "git_commit": _git_commit(),
+            "versions": _versions(),
+            "codec_settings": {**sweeps, **({"tamc": {"parameter": "quality", "values": qualities}} if rt else {})},
+            "tamc_decode_check": decode_checks,
+            "speed_images": min(cfg.speed_images, images.count),
+            "command": sys.argv,
+            "platform": {"machine": platform.machine(), "system": platform.system(),
+                         "processor": platform.processor(), "cpus": _cpus()},
+            "config": asdict(cfg),
+        },
+        "anchor": anchor_res,
+        "curves": curves_out,
+        "summary": summary,
+        "speed": speed,
+        "ablation": None,
+        "runtime_s": None,
+    }
+    if cfg.ablation:
+        from .ablation import evaluate_ablation
+
+        if images.kind != "scenes":
+            raise TamcInputError("--ablation needs a generated data folder (scene labels for every task)")
+        results["ablation"] = evaluate_ablation(cfg.ablation_dir or "runs/ablation", data_path,
+                                                 images=min(images.count, 4 if cfg.quick else 8), log=log,
+                                                 progress=cfg.progress)
+    results["runtime_s"] = round(time.perf_counter() - t_start, 1)
+    return results
+
+
+def _cpus() -> int:
+    import os
+
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+def _curve(points: list[dict], task: str, key: str) -> tuple[list[float], list[float]]:
+    rates, values = [], []
+    for p in points:
+        r = p["tasks"].get(task)
+        if r is None or r.get(key) is None or r.get("bpp") is None:
+            continue
+        rates.append(r["bpp"])
+        values.append(r[key])
+    return rates, values
+
+
+def summarise(tasks: list[str], curves_out: dict[str, list[dict]], anchor: dict) -> dict:
+    """Per task: the iso-quality rate of every codec, tamc's ratio, BD-rates against each baseline."""
+    out = {}
+    for t in tasks:
+        metric = PRIMARY_METRIC[t]
+        higher = HIGHER_IS_BETTER[metric]
+        a = anchor["tasks"][t]
+        target = ISO_FACTOR * a["loss"]
+        iso = {}
+        for name, pts in curves_out.items():
+            r, v = _curve(pts, t, "loss")
+            if r:
+                iso[name] = curves.iso_rate(r, v, target, higher_is_better=False)
+        base_names = [n for n in iso if n != "tamc"]
+        entry = {"metric": metric, "higher_is_better": higher, "anchor_loss": a["loss"],
+                 "anchor_metric": a.get(metric), "iso_target_loss": target, "iso_rate": iso,
+                 "iso_ratio": curves.iso_ratio(iso["tamc"], {n: iso[n] for n in base_names}) if "tamc" in iso else None,
+                 "bd_rate": {}}
+        if "tamc" in curves_out:
+            rl, vl = _curve(curves_out["tamc"], t, "loss")
+            rm, vm = _curve(curves_out["tamc"], t, metric)
+            for name in base_names:
+                bl, bv = _curve(curves_out[name], t, "loss")
+                bm, bmv = _curve(curves_out[name], t, metric)
+                entry["bd_rate"][name] = {
+                    "loss": curves.bd_rate(bl, bv, rl, vl, higher_is_better=False),
+                    "metric": curves.bd_rate(bm, bmv, rm, vm, higher_is_better=higher),
+                }
+        out[t] = entry
+    return out
+
+
+def _speed(curves_out: dict[str, list[dict]], anchor: dict) -> dict:
+    """Mean seconds per image over each codec's sweep (analysis: the task networks or filters)."""
+    out = {}
+    for name, pts in curves_out.items():
+        row = {}
+        for key in ("encode_s", "decode_s", "analysis_s"):
+            vals = [p[key] for p in pts if p.get(key) is not None]
+            row[key] = float(np.mean(vals)) if vals else None
+        if name == "tamc":
+            row["decode_per_task_s"] = {k[len("decode_"):-2]: float(np.mean([p[k] for p in pts if k in p]))
+                                        for k in sorted({k for p in pts for k in p if k.startswith("decode_")
+                                                         and k != "decode_s"})}
+        out[name] = row
+    out["anchor"] = {"encode_s": None, "decode_s": None, "analysis_s": anchor.get("analysis_s")}
+    return out
+
+
+__all__ = ["BenchConfig", "run_bench", "summarise", "SCHEMA", "ISO_FACTOR", "DEFAULT_DATA", "DEFAULT_ANCHOR"]

@@ -1,0 +1,88 @@
+"""`tamc bench`: rate-performance curves, iso-quality rates and BD-rates against JPEG, WebP, AVIF."""
+from __future__ import annotations
+
+import click
+
+from ..errors import TamcInputError
+
+
+def _codecs(text: str) -> list[str]:
+    names = [c.strip().lower() for c in text.split(",") if c.strip()]
+    known = ("tamc", "jpeg", "webp", "avif")
+    bad = [c for c in names if c not in known]
+    if bad or not names:
+        raise TamcInputError(f"unknown codec {', '.join(bad) or '(none)'}; choose from {', '.join(known)}")
+    return list(dict.fromkeys(names))
+
+
+def _qualities(text: str | None) -> list[int] | None:
+    if not text:
+        return None
+    try:
+        return sorted({int(v) for v in text.split(",") if v.strip()})
+    except ValueError:
+        raise TamcInputError(f"--qualities takes comma-separated integers, not {text!r}") from None
+
+
+@click.command()
+@click.option("--data", type=click.Path(file_okay=False),
+              help="Generated data folder or a plain image folder (edge, keypoint, rgb only). "
+                   "Default: data/test, the 512x512 test split, generated if absent.")
+@click.option("--tasks", default=None, help="Comma-separated tasks or 'all' (default: every task the data and model have).")
+@click.option("--codecs", default="tamc,jpeg,webp,avif", show_default=True, help="Codecs to compare.")
+@click.option("--model", default=None, help="tamc model folder or name (default: the shipped default model).")
+@click.option("--anchor", type=click.Path(dir_okay=False), default=None,
+              help="Stage-1 anchor.pt, the task networks of the CTA baselines "
+                   "(default: models/default/anchor/anchor.pt).")
+@click.option("--images", type=int, default=None, help="Use the first N images (default 24; 4 with --quick).")
+@click.option("--qualities", default=None, help="tamc qualities, e.g. 1,3,5 (default: all; 3 with --quick).")
+@click.option("--quick", is_flag=True, help="A few images, three settings per codec (CI, under 3 minutes).")
+@click.option("--ablation", is_flag=True, help="Also evaluate the ablation models of bin/train-ablation.")
+@click.option("--ablation-dir", type=click.Path(file_okay=False), default="runs/ablation", show_default=True,
+              help="Folder written by bin/train-ablation.")
+@click.option("--speed-images", type=int, default=4, show_default=True,
+              help="Images on which tamc decoding is timed (and checked against the bench's predictions).")
+@click.option("--out", "-o", type=click.Path(file_okay=False), default="benchmarks/results/bench", show_default=True,
+              help="Output folder: results.json, curves.csv, summary.csv, PNG plots.")
+@click.option("--threads", type=int, default=None,
+              help="Threads for the networks (default: all cores; 1 on a busy machine avoids stalls).")
+@click.option("--no-progress", is_flag=True, help="No progress bars.")
+def bench(data, tasks, codecs, model, anchor, images, qualities, quick, ablation, ablation_dir, speed_images, out,
+          threads, no_progress) -> None:
+    """Rate-performance curves of tamc and of JPEG, WebP and AVIF (compress, then analyse).
+
+    \b
+    Every codec codes the same images. CTA baselines: Pillow's JPEG, WebP and AVIF
+    swept from their lowest rate to near-lossless; the stage-1 anchor network (and,
+    for edge, keypoint and rgb, the label filter itself) runs on the decoded image.
+    ATC: tamc at every quality, each task charged the bytes of the header and the
+    layers it needs. Reported per task: loss and metric against bpp, the bpp at which
+    each codec reaches 1.15 x the anchor's loss, and BD-rates (docs/BENCH.md).
+
+    \b
+    Examples:
+      tamc bench --data data/test --out benchmarks/results/bench
+      tamc bench --quick --out /tmp/bench
+    """
+    from ..bench.report import table, write_all
+    from ..bench.run import BenchConfig, run_bench
+    from ..contract import parse_task_list
+
+    if images is not None and images < 1:
+        raise TamcInputError("--images must be at least 1")
+    task_list = None
+    if tasks:
+        try:
+            task_list = parse_task_list(tasks)
+        except ValueError as exc:
+            raise TamcInputError(str(exc)) from None
+    cfg = BenchConfig(out=out, data=data, tasks=task_list, codecs=_codecs(codecs), quick=quick, ablation=ablation,
+                      ablation_dir=ablation_dir, model=model, anchor=anchor, images=images,
+                      qualities=_qualities(qualities), speed_images=max(0, speed_images), progress=not no_progress,
+                      threads=threads)
+    log = lambda msg: click.echo(msg, err=True)  # noqa: E731
+    results = run_bench(cfg, log=log)
+    written = write_all(results, out)
+    click.echo(table(results))
+    click.echo(f"\nwrote {written['json'][0]}, {len(written['csv'])} CSV files and {len(written['plots'])} plots "
+               f"to {out} in {results['runtime_s']:.0f} s")

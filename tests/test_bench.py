@@ -1,0 +1,215 @@
+"""tamc bench: curve arithmetic with known answers, real byte counts, the quick run's schema."""
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+
+import numpy as np
+import pytest
+
+from tamc_codec.bench import curves
+
+RATES = [0.1, 0.2, 0.4, 0.8, 1.6]
+
+
+# --------------------------------------------------------------------------- iso-quality rate
+
+
+def test_iso_rate_interpolates_in_log_rate():
+    # loss falls by 1 per doubling of rate: 2.5 lies halfway between 0.2 and 0.4 in log rate
+    r = curves.iso_rate(RATES, [5, 4, 3, 2, 1], target=3.5)
+    assert r["status"] == "reached"
+    assert r["bpp"] == pytest.approx(math.sqrt(0.2 * 0.4))
+    exact = curves.iso_rate(RATES, [5, 4, 3, 2, 1], target=2.0)
+    assert exact["bpp"] == pytest.approx(0.8)
+
+
+def test_iso_rate_higher_is_better():
+    r = curves.iso_rate(RATES, [20, 25, 30, 35, 40], target=32.5, higher_is_better=True)
+    assert r["bpp"] == pytest.approx(math.sqrt(0.4 * 0.8))
+
+
+def test_iso_rate_not_reached_and_lowest_rate():
+    assert curves.iso_rate(RATES, [5, 4, 3, 2, 1], target=0.5) == {"bpp": None, "status": "not_reached"}
+    low = curves.iso_rate(RATES, [5, 4, 3, 2, 1], target=6.0)
+    assert low == {"bpp": 0.1, "status": "at_lowest_rate"}
+
+
+def test_iso_rate_ignores_non_monotone_points():
+    # the 0.4 bpp point does worse than the 0.2 one: no user picks it, and it must not
+    # create an early crossing
+    wandering = curves.iso_rate(RATES, [5, 3, 3.6, 2, 1], target=2.5)
+    clean = curves.iso_rate([0.1, 0.2, 0.8, 1.6], [5, 3, 2, 1], target=2.5)
+    assert wandering == clean
+    r, v = curves.pareto_front(RATES, [5, 3, 3.6, 2, 1], higher_is_better=False)
+    assert r.tolist() == [0.1, 0.2, 0.8, 1.6] and v.tolist() == [5, 3, 2, 1]
+
+
+def test_pareto_front_drops_non_finite_and_equal_rates():
+    r, v = curves.pareto_front([0.1, 0.1, 0.2, 0.3], [20.0, 22.0, float("inf"), 25.0], higher_is_better=True)
+    assert r.tolist() == [0.1, 0.3] and v.tolist() == [22.0, 25.0]
+
+
+def test_iso_ratio_bounds():
+    exact = curves.iso_ratio({"bpp": 0.1, "status": "reached"},
+                             {"jpeg": {"bpp": 0.4, "status": "reached"}, "webp": {"bpp": 0.2, "status": "reached"}})
+    assert exact["best_baseline"] == "webp" and exact["ratio"] == pytest.approx(0.5) and exact["bound"] == "exact"
+    upper = curves.iso_ratio({"bpp": 0.1, "status": "at_lowest_rate"}, {"jpeg": {"bpp": 0.4, "status": "reached"}})
+    assert upper["bound"] == "upper"
+    none = curves.iso_ratio({"bpp": 0.1, "status": "reached"}, {"jpeg": {"bpp": None, "status": "not_reached"}})
+    assert none["ratio"] is None and none["bound"] == "none"
+
+
+# --------------------------------------------------------------------------- BD-rate
+
+
+def _psnr_like(rates):
+    return [30 + 6 * math.log2(r / 0.1) for r in rates]
+
+
+@pytest.mark.parametrize("factor", [0.8, 1.25])
+def test_bd_rate_of_a_rate_scaled_copy(factor):
+    q = _psnr_like(RATES)
+    res = curves.bd_rate(RATES, q, [r * factor for r in RATES], q, higher_is_better=True)
+    assert res["status"] == "ok" and res["overlap"] == pytest.approx(1.0)
+    assert res["value"] == pytest.approx((factor - 1) * 100, abs=1e-6)
+
+
+def test_bd_rate_on_losses_negates_them():
+    loss = [1.0 / (1 + r) for r in RATES]
+    res = curves.bd_rate(RATES, loss, [r * 0.5 for r in RATES], loss, higher_is_better=False)
+    assert res["value"] == pytest.approx(-50.0, abs=1e-6)
+
+
+def test_bd_rate_drops_non_monotone_points():
+    q = _psnr_like(RATES)
+    test_r = [r * 0.8 for r in RATES] + [0.9]
+    test_q = q + [q[1]]  # far more bits for a quality already reached: off the front
+    res = curves.bd_rate(RATES, q, test_r, test_q, higher_is_better=True)
+    assert res["dropped"] == 1 and res["points_test"] == 5
+    assert res["value"] == pytest.approx(-20.0, abs=1e-6)
+
+
+def test_bd_rate_no_overlap():
+    q = _psnr_like(RATES)
+    res = curves.bd_rate(RATES, q, RATES, [v + 100 for v in q], higher_is_better=True)
+    assert res == {**res, "value": None, "status": "no_overlap", "overlap": 0.0}
+
+
+def test_bd_rate_overlap_threshold():
+    q = np.array(_psnr_like(RATES))  # 30 .. 54 dB
+    span = q[-1] - q[0]
+    # shift the test curve up so that the shared range is 10% / 40% of the union
+    for shared, status in ((0.10, "no_overlap"), (0.40, "ok")):
+        shift = span * (1 - shared) / (1 + shared)
+        res = curves.bd_rate(RATES, q, RATES, q + shift, higher_is_better=True)
+        assert res["overlap"] == pytest.approx(shared)
+        assert res["status"] == status
+
+
+def test_bd_rate_too_few_points():
+    res = curves.bd_rate([0.1], [30.0], RATES, _psnr_like(RATES), higher_is_better=True)
+    assert res["status"] == "too_few_points" and res["value"] is None
+
+
+# --------------------------------------------------------------------------- baselines
+
+
+@pytest.mark.parametrize("codec", ["jpeg", "webp", "avif"])
+def test_baseline_bytes_are_real(codec):
+    from PIL import Image
+
+    from tamc_codec.bench import baselines
+
+    if not baselines.available(codec):
+        pytest.skip(f"Pillow without {codec}")
+    rng = np.random.default_rng(0)
+    img = np.clip(rng.normal(128, 40, (48, 64, 3)).cumsum(axis=1) / 8 % 256, 0, 255).astype(np.uint8)
+    coded = baselines.code(img, codec, 50)
+    buf = io.BytesIO()
+    Image.fromarray(img).save(buf, format=baselines.PILLOW_FORMAT[codec], quality=50, **baselines.OPTIONS[codec])
+    assert coded.nbytes == len(buf.getvalue())
+    assert coded.bpp == pytest.approx(8 * coded.nbytes / (48 * 64))
+    assert coded.decoded.shape == img.shape and coded.decoded.dtype == np.uint8
+    sweep = baselines.SWEEPS[codec]
+    assert len(sweep) >= 8
+    low, high = baselines.code(img, codec, sweep[0]), baselines.code(img, codec, sweep[-1])
+    assert low.nbytes < high.nbytes
+
+
+# --------------------------------------------------------------------------- the quick run
+
+
+def test_bench_quick_writes_valid_results(tiny_model, tmp_path):
+    from tamc_codec.bench.report import RESULTS_SCHEMA, schema_errors
+    from tamc_codec.cli import main
+
+    root = tiny_model.parent
+    out = tmp_path / "bench"
+    main(["bench", "--quick", "--model", str(tiny_model), "--anchor", str(root / "s1" / "anchor.pt"),
+          "--data", str(root / "val"), "--out", str(out), "--no-progress", "--threads", "1"])
+    results = json.loads((out / "results.json").read_text())
+    assert schema_errors(results) == []
+    jsonschema = pytest.importorskip("jsonschema")
+    jsonschema.validate(results, RESULTS_SCHEMA)
+    assert results["tasks"] == ["seg", "depth", "normal", "edge", "keypoint", "rgb"]
+    assert set(results["codecs"]) >= {"tamc", "jpeg", "webp", "avif", "jpeg+filter"}
+    assert results["provenance"]["model"]["id"]
+    check = results["provenance"]["tamc_decode_check"]
+    assert check["checked"] > 0 and check["matched"] == check["checked"]
+    for p in results["curves"]["tamc"]:
+        # a task never costs more than the whole file, and at least the header
+        assert all(0 < r["bpp"] <= p["bpp"] + 1e-9 for r in p["tasks"].values())
+    for t, s in results["summary"].items():
+        assert s["iso_target_loss"] == pytest.approx(1.15 * s["anchor_loss"])
+    with open(out / "curves.csv") as fh:
+        rows = list(csv.DictReader(fh))
+    assert {r["codec"] for r in rows} >= {"anchor", "tamc", "jpeg", "avif+filter"}
+    assert (out / "overview.png").stat().st_size > 0
+    assert all((out / f"curve_{t}.png").exists() for t in results["tasks"])
+
+
+def test_schema_checker_catches_errors():
+    from tamc_codec.bench.report import schema_errors
+
+    errors = schema_errors({"schema": "tamc.bench/2"})
+    assert any("schema" in e for e in errors) and any("missing 'curves'" in e for e in errors)
+
+
+# --------------------------------------------------------------------------- ablation logic
+
+
+def _variant(kind, name, scale, tasks=("seg", "depth")):
+    pts = []
+    for q, r in enumerate(RATES, start=1):
+        loss = 1.0 / (1 + r)
+        pts.append({"quality": q, "bpp_total": r * scale, "bpp_groups": {}, "mean_normalised_loss": loss,
+                    "tasks": {t: {"loss": loss, "normalised_loss": loss, "bpp": r * scale / 2} for t in tasks}})
+    return {"kind": kind, "name": name, "points": pts}
+
+
+def test_ablation_comparisons_and_report(tmp_path):
+    from tamc_codec.bench.ablation import _compare, ablation_table, plot_ablation, random_dag
+
+    variants = {"dag:chosen": _variant("dag", "chosen", 1.0), "dag:none": _variant("dag", "none", 1.3),
+                "grouping:grouped": _variant("grouping", "grouped", 1.0),
+                "grouping:single": _variant("grouping", "single", 1.5)}
+    dag = _compare(variants, "dag", "chosen")
+    assert dag["none"]["total"]["value"] == pytest.approx(30.0, abs=1e-6)
+    assert dag["none"]["tasks"]["seg"]["value"] == pytest.approx(30.0, abs=1e-6)
+    assert all(p["bits_ratio"] == pytest.approx(1.3) for p in dag["none"]["per_quality"])
+    grouping = _compare(variants, "grouping", "grouped")
+    abl = {"budget": {"stage1_steps": 1, "entropy_steps": 1, "batch": 1, "crop": 64}, "images": 2,
+           "variants": variants, "comparisons": {"dag": dag, "grouping": grouping}}
+    assert "+50.0" in ablation_table(abl)
+    assert [p.name for p in plot_ablation(abl, tmp_path)] == ["ablation_dag.png", "ablation_grouping.png"]
+
+    groups = ["a", "b", "c"]
+    chosen = {"a": None, "b": "a", "c": "a"}
+    d = random_dag(groups, np.random.default_rng(0), chosen)
+    assert sorted(d["order"]) == groups and sum(p is None for p in d["parents"].values()) == 1
+    assert d["parents"] != chosen
+    for g, p in d["parents"].items():  # parents come earlier in the coding order
+        assert p is None or d["order"].index(p) < d["order"].index(g)
