@@ -113,25 +113,91 @@ def synthesize(out: str | Path, count: int, size: int, seed: int, *, workers: in
 # --------------------------------------------------------------------------- reading
 
 
-def read_image(path: str | Path) -> np.ndarray:
-    """An image file as uint8 RGB; one-line TamcInputError when it cannot be read."""
+def read_image(path: str | Path, *, max_pixels: int | None = None, max_side: int | None = None,
+               notices: list[str] | None = None) -> np.ndarray:
+    """An image file as uint8 RGB (the policy in docs/CLI.md); one-line TamcInputError when unusable.
+
+    EXIF orientation is applied; palette, grey and 16-bit images become 8-bit RGB; alpha is
+    composited on black; an embedded ICC profile is converted to sRGB.
+
+    max_pixels, max_side: refuse larger images from the header alone, before any pixel is
+    decoded; when either is given, PIL's own decompression-bomb limit is lifted for the
+    call, as the caller's limits replace it.
+    notices: receives one line per change the caller's user should hear about (transparency
+    dropped, an ICC profile that could not be applied).
+    """
     from PIL import Image, ImageOps, UnidentifiedImageError
 
+    def note(text: str) -> None:
+        if notices is not None:
+            notices.append(f"{path}: {text}")
+
+    bomb_limit = Image.MAX_IMAGE_PIXELS
+    if max_pixels is not None or max_side is not None:
+        Image.MAX_IMAGE_PIXELS = None
     try:
         with Image.open(path) as im:
-            im = ImageOps.exif_transpose(im)
-            if im.mode in ("RGBA", "LA", "PA") or (im.mode == "P" and "transparency" in im.info):
+            w, h = im.size
+            if w == 0 or h == 0:
+                raise TamcInputError(f"{path}: the image is empty ({w}x{h} pixels)")
+            if max_side is not None and max(w, h) > max_side:
+                raise TamcInputError(f"{path}: {w}x{h} pixels; sides above {max_side} cannot be coded")
+            if max_pixels is not None and w * h > max_pixels:
+                raise TamcInputError(f"{path}: {w}x{h} is {w * h:,} pixels, more than the limit of {max_pixels:,}; "
+                                     "pass --allow-large to encode it anyway (needs several GB of memory)")
+            icc = im.info.get("icc_profile")
+            # PIL decodes lazily and some plugins stop quietly at a truncation; load
+            # here so that a damaged file fails inside this try, not later.
+            im.load()
+            try:
+                im = ImageOps.exif_transpose(im)
+            except Exception as exc:  # malformed EXIF is metadata damage, the pixels are fine
+                note(f"EXIF orientation unreadable ({exc.__class__.__name__}); used as stored")
+            if im.mode in ("RGBA", "LA", "PA", "RGBa", "La") or (im.mode == "P" and "transparency" in im.info):
                 im = im.convert("RGBA")
+                if im.getchannel("A").getextrema()[0] < 255:
+                    note("transparency dropped (composited on black)")
                 background = Image.new("RGBA", im.size, (0, 0, 0, 255))
-                im = Image.alpha_composite(background, im)
-            if im.mode in ("I;16", "I;16B", "I;16L", "I"):
+                im = Image.alpha_composite(background, im).convert("RGB")
+            if im.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
                 a = np.asarray(im, dtype=np.float64)
                 im = Image.fromarray(np.clip(a / 257.0, 0, 255).astype(np.uint8))
+            if icc:
+                im = _to_srgb(im, icc, note)
             return np.asarray(im.convert("RGB"), dtype=np.uint8).copy()
+    except TamcInputError:
+        raise
     except FileNotFoundError:
         raise TamcInputError(f"{path}: no such file") from None
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
-        raise TamcInputError(f"{path}: not a readable image ({exc.__class__.__name__})") from None
+    except IsADirectoryError:
+        raise TamcInputError(f"{path}: is a folder, not an image") from None
+    except Image.DecompressionBombError:
+        raise TamcInputError(f"{path}: too many pixels (more than PIL's limit of {2 * bomb_limit:,})") from None
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, EOFError) as exc:
+        detail = "truncated" if "truncated" in str(exc) else exc.__class__.__name__
+        raise TamcInputError(f"{path}: not a readable image ({detail})") from None
+    finally:
+        Image.MAX_IMAGE_PIXELS = bomb_limit
+
+
+def _to_srgb(im, icc: bytes, note: Callable[[str], None]):
+    """`im` converted from its embedded ICC profile to sRGB; unchanged (with a notice) when that fails."""
+    import io
+
+    try:
+        from PIL import ImageCms
+
+        src = ImageCms.ImageCmsProfile(io.BytesIO(icc))
+        # Already sRGB: a conversion could only add rounding (lcms maps its own sRGB exactly, others by ±1).
+        if ImageCms.getProfileDescription(src).strip().lower().startswith("srgb"):
+            return im
+        if im.mode not in ("RGB", "L", "CMYK"):
+            im = im.convert("RGB")
+        return ImageCms.profileToProfile(im, src, ImageCms.createProfile("sRGB"), outputMode="RGB")
+    except Exception as exc:  # ImageCms raises PyCMSError, OSError or ValueError for profiles it cannot use
+        reason = " ".join(str(exc).split())[:80] or exc.__class__.__name__
+        note(f"ICC profile not applied ({reason}); pixels used as they are")
+        return im
 
 
 def _read_label(path: Path) -> np.ndarray:
