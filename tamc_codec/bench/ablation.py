@@ -226,7 +226,7 @@ def _compare(results: dict, kind: str, reference: str) -> dict:
 
 
 def plot_ablation(abl: dict, out: Path) -> list[Path]:
-    from .report import _plt
+    from .report import _log_x, _plt
 
     plt = _plt()
     written = []
@@ -239,7 +239,7 @@ def plot_ablation(abl: dict, out: Path) -> list[Path]:
             pts = sorted(v["points"], key=lambda p: p["bpp_total"])
             ax.plot([p["bpp_total"] for p in pts], [p["mean_normalised_loss"] for p in pts], marker="o", ms=4,
                     lw=2.2 if v["name"] in ("chosen", "grouped") else 1.2, label=v["name"])
-        ax.set_xscale("log")
+        _log_x(ax)
         ax.set_xlabel("bits per pixel, all tasks (estimated)")
         ax.set_ylabel("mean normalised task loss")
         ax.set_title(title, fontsize=10)

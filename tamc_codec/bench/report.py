@@ -214,6 +214,15 @@ def _plt():
     return plt
 
 
+def _log_x(ax) -> None:
+    # matplotlib labels minor log ticks as 3x10^-1 etc., which collide; plain decimals read better
+    from matplotlib.ticker import FormatStrFormatter, NullFormatter
+
+    ax.set_xscale("log")
+    ax.xaxis.set_major_formatter(FormatStrFormatter("%g"))
+    ax.xaxis.set_minor_formatter(NullFormatter())
+
+
 def _draw(ax, results: dict, task: str, key: str) -> None:
     for name, pts in results["curves"].items():
         xs, ys = [], []
@@ -234,7 +243,7 @@ def _draw(ax, results: dict, task: str, key: str) -> None:
     if key == "loss":
         ax.axhline(results["summary"][task]["iso_target_loss"], color="grey", ls=":", lw=1,
                    label=f"{results['iso_factor']:g} x anchor loss")
-    ax.set_xscale("log")
+    _log_x(ax)
     ax.set_xlabel("bits per pixel")
     ax.set_ylabel(METRIC_LABEL.get(key, key))
     ax.grid(True, which="both", alpha=0.3)
@@ -268,7 +277,12 @@ def plot_all(results: dict, out: Path) -> list[Path]:
         ax.set_title(TASK_TITLE[t], fontsize=10)
     for k in range(len(tasks), rows * cols):
         axes[k // cols][k % cols].axis("off")
-    handles, labels = axes[0][0].get_legend_handles_labels()
+    seen: dict[str, object] = {}
+    for row in axes:
+        for ax in row:
+            for h, lab in zip(*ax.get_legend_handles_labels()):
+                seen.setdefault(lab, h)
+    handles, labels = list(seen.values()), list(seen)
     fig.legend(handles, labels, loc="lower center", ncol=min(len(labels), 8), fontsize=8)
     fig.tight_layout(rect=(0, 0.06, 1, 1))
     path = out / "overview.png"
