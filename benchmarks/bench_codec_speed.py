@@ -32,6 +32,7 @@ import shutil
 import statistics
 import subprocess
 import sys
+import sysconfig
 import tempfile
 import time
 from pathlib import Path
@@ -90,7 +91,14 @@ def _default_model() -> Path:
 
 
 def _tamc_command() -> list[str]:
-    # What users type; the console script is a thin wrapper, so it counts.
+    """What users type: the console script installed beside this interpreter.
+
+    Not the first `tamc` on PATH: version-manager shims (pyenv's is a bash script
+    that re-resolves the interpreter) add 0.1-0.3 s that is not tamc's.
+    """
+    script = Path(sysconfig.get_path("scripts")) / ("tamc.exe" if os.name == "nt" else "tamc")
+    if script.is_file():
+        return [str(script)]
     exe = shutil.which("tamc")
     return [exe] if exe else [sys.executable, "-m", "tamc_codec"]
 
