@@ -96,7 +96,8 @@ class GroupEntropyModel(nn.Module):
         self.h_s = nn.Sequential(
             nn.ConvTranspose2d(cz, c, 5, stride=2, padding=2, output_padding=1), nn.GELU(),
             nn.ConvTranspose2d(c, c, 5, stride=2, padding=2, output_padding=1), nn.GELU(),
-            nn.Conv2d(c, 2 * c, 3, padding=1),
+            # 1x1: the transposed convs already mix space; this keeps the shipped model small
+            nn.Conv2d(c, 2 * c, 1),
         )
         self.entropy_bottleneck = EntropyBottleneck(cz)
         self.has_parent = parent_channels is not None
