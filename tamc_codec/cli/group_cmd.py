@@ -24,7 +24,7 @@ def _threads(requested: int) -> int:
         busy = int(os.getloadavg()[0] + 0.5)
     except OSError:
         busy = 0
-    return max(1, min(cores, cores - busy + 1))
+    return max(1, min(cores, cores - busy))
 
 
 @click.command()

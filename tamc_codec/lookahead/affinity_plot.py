@@ -29,8 +29,8 @@ def plot_affinity(affinity, tasks: Sequence[str], path: str | os.PathLike, *, st
     shown = a.copy()
     np.fill_diagonal(shown, np.nan)
     im = ax.imshow(shown, cmap="coolwarm", vmin=-lim, vmax=lim)
-    # enough decimals that the largest off-diagonal value shows two significant digits
-    digits = max(3, min(6, 1 - int(np.floor(np.log10(lim)))))
+    # enough decimals that the largest off-diagonal value shows three significant digits
+    digits = max(3, min(6, 2 - int(np.floor(np.log10(lim)))))
     for i in range(n):
         ax.add_patch(matplotlib.patches.Rectangle((i - 0.5, i - 0.5), 1, 1, fill=False,
                                                   hatch="//", edgecolor="0.6", lw=0))

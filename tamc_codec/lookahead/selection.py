@@ -13,7 +13,6 @@ depend on the search order.
 """
 from __future__ import annotations
 
-import itertools
 import math
 from dataclasses import dataclass
 from typing import Callable, Mapping, Sequence
