@@ -141,7 +141,11 @@ def stage2(anchor, dag_file, data, val, out, lambdas, steps_entropy, steps_finet
 @click.argument("codec_pt", type=click.Path())
 @click.option("--out", "-o", required=True, type=click.Path(file_okay=False), help="Model folder to write.")
 @click.option("--name", default=None, help="Model name (default: the folder's name).")
-def export(codec_pt: str, out: str, name: str | None) -> None:
+@click.option("--grouping", type=click.Path(dir_okay=False), default=None,
+              help="grouping.json the model was trained from (recorded in the manifest with its hash).")
+@click.option("--dag", "dag_file", type=click.Path(dir_okay=False), default=None,
+              help="dag.json the model codes along (recorded in the manifest with its hash).")
+def export(codec_pt: str, out: str, name: str | None, grouping: str | None, dag_file: str | None) -> None:
     """Export a stage-2 model (codec.pt) to a folder the torch-free codec runs.
 
     Weights are rounded to float16 before the entropy tables are built, so the
@@ -154,6 +158,18 @@ def export(codec_pt: str, out: str, name: str | None) -> None:
 
     if not os.path.exists(codec_pt):
         raise TamcInputError(f"{codec_pt}: no such file")
-    m = export_model(codec_pt, out, name=name or os.path.basename(os.path.normpath(out)))
+    import hashlib
+
+    provenance = {}
+    for key, path in (("grouping", grouping), ("dag", dag_file)):
+        if path:
+            try:
+                raw = open(path, "rb").read()
+                doc = json.loads(raw)
+            except (OSError, ValueError) as exc:
+                raise TamcInputError(f"{path}: unreadable ({exc})") from None
+            provenance[key] = {"path": path, "sha256": hashlib.sha256(raw).hexdigest(),
+                               "groups": doc.get("groups"), "method": doc.get("method") or doc.get("estimator")}
+    m = export_model(codec_pt, out, name=name or os.path.basename(os.path.normpath(out)), provenance=provenance)
     size = sum(os.path.getsize(os.path.join(out, f)) for f in m["files"])
     click.echo(f"exported model {m['model_id']} to {out} ({size / 1e6:.1f} MB, {len(m['files'])} files)")

@@ -89,6 +89,9 @@ def write_card(run: Path, model: Path, quality_json: Path) -> str:
             a = {k: v for k, v in q["anchor"][t].items() if k not in ("loss", "normalised")}
             lines.append(f"- {t}: " + ", ".join(f"{k} {_fmt(v)} ({_fmt(a.get(k))})" for k, v in m.items()))
         lines += ["", "Checks: " + json.dumps(q.get("checks", {}))]
+    notes = run / "card_notes.md"
+    if notes.exists():
+        lines += ["", notes.read_text().strip()]
     lines += ["", "Reproduce: `bin/train-default` (see the repository README); numbers: "
               "`python benchmarks/model_quality.py --model models/default`.", ""]
     text = "\n".join(lines)
