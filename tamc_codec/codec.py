@@ -253,15 +253,9 @@ def decode_task(source: bytes | str | Path, task: str, model: str | RuntimeModel
 
 def _raw_output(task: str, pred: np.ndarray, rt: RuntimeModel) -> np.ndarray:
     """Network output (C, H, W) -> CONTRACT.md raw units, with the model's normalisation."""
-    norm = rt.manifest["task_normalisation"][task]
-    if task == "seg":
-        return np.argmax(pred, axis=0).astype(np.uint8)
-    if task == "rgb":
-        return np.clip(np.rint(np.moveaxis(pred, 0, -1) * 255.0), 0, 255).astype(np.uint8)
-    if task == "normal":
-        n = np.moveaxis(pred, 0, -1).astype(np.float32)
-        return n / np.maximum(np.linalg.norm(n, axis=-1, keepdims=True), 1e-6)
-    return np.maximum(pred[0] * norm["scale"] + norm["offset"], 0.0).astype(np.float32)
+    from .data.arrays import denormalise
+
+    return denormalise(task, pred, rt.manifest["task_normalisation"].get(task))
 
 
 def encode(image: Any, tasks: Any = "all", quality: int | None = None, model: str | None = None) -> bytes:

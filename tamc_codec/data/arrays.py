@@ -98,9 +98,12 @@ def normalise(task: str, stored: np.ndarray) -> np.ndarray:
     raise ValueError(task)
 
 
-def denormalise(task: str, pred: np.ndarray) -> np.ndarray:
-    """A network output (C, H, W) -> the raw output of CONTRACT.md (H, W[, C])."""
-    spec = TASK_SPECS[task]
+def denormalise(task: str, pred: np.ndarray, norm: dict | None = None) -> np.ndarray:
+    """A network output (C, H, W) -> the raw output of CONTRACT.md (H, W[, C]).
+
+    `norm` ({"offset", "scale"}) overrides the registry's constants: an exported model
+    carries the ones it was trained with.
+    """
     if task == "seg":
         return np.argmax(pred, axis=0).astype(np.uint8)
     if task == "rgb":
@@ -108,6 +111,6 @@ def denormalise(task: str, pred: np.ndarray) -> np.ndarray:
     if task == "normal":
         n = np.moveaxis(pred, 0, -1).astype(np.float32)
         return n / np.maximum(np.linalg.norm(n, axis=-1, keepdims=True), 1e-6)
-    if task == "depth":
-        return np.maximum(pred[0] * spec.scale + spec.offset, 0.0).astype(np.float32)
-    return np.maximum(pred[0] * spec.scale + spec.offset, 0.0).astype(np.float32)
+    spec = TASK_SPECS[task]
+    offset, scale = (norm["offset"], norm["scale"]) if norm else (spec.offset, spec.scale)
+    return np.maximum(pred[0] * scale + offset, 0.0).astype(np.float32)
