@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from .bitstream import Header, LayerSpec, TamcReader, pack, pack_substreams, unpack_substreams
+from .bitstream import Header, LayerSpec, TamcReader, pack, pack_substreams
 from .contract import TASKS, mask_tasks, parse_task_list, task_mask
 from .entropy import index_checksum
 from .errors import TamcFormatError, TamcInputError, TamcModelError
@@ -185,7 +185,6 @@ class DecodeResult:
 
 
 def decode_task(source: bytes | str | Path, task: str, model: str | RuntimeModel | None = None) -> DecodeResult:
-    from .tasks.registry import TASK_SPECS
 
     try:
         from .contract import TASK_ALIASES

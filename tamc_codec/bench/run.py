@@ -1,7 +1,6 @@
 """`tamc bench`: every codec on the same images, then curves, iso-quality rates and BD-rates."""
 from __future__ import annotations
 
-import hashlib
 import platform
 import sys
 import time
@@ -48,11 +47,9 @@ class BenchConfig:
 
 
 def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+    from ..runtime.manifest import file_sha256
+
+    return file_sha256(path)
 
 
 def _versions() -> dict:

@@ -9,7 +9,7 @@ from ..errors import TamcInputError
 
 
 def _groups_from(grouping: str | None, groups: str | None) -> tuple[list[str], dict | None]:
-    from ..contract import group_id, group_tasks
+    from ..contract import group_id
 
     if bool(grouping) == bool(groups):
         raise TamcInputError("give exactly one of --grouping FILE or --groups 'a+b,c'")

@@ -16,12 +16,10 @@ The result is the ``dag.json`` object of docs/CONTRACT.md; docs/DAG.md explains 
 """
 from __future__ import annotations
 
-import contextlib
 import heapq
 import json
 import math
 import os
-import tempfile
 import time
 import zipfile
 from dataclasses import replace
@@ -31,6 +29,7 @@ from typing import Callable
 import numpy as np
 
 from ..contract import TASK_CODES, group_tasks
+from ..atomic import atomic_write_bytes
 from ..errors import TamcInputError
 
 SCHEMA = "tamc.dag/1"
@@ -336,18 +335,7 @@ def save_dag_json(dag: dict, path: str | os.PathLike) -> Path:
     """Write ``dag`` atomically: a temporary file in the same folder, then os.replace."""
     path = Path(path)
     text = json.dumps(validate_dag(dag), indent=2, allow_nan=False) + "\n"
-    folder = path.parent if str(path.parent) else Path(".")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+    atomic_write_bytes(path, text.encode("utf-8"))
     return path
 
 

@@ -6,11 +6,11 @@ from __future__ import annotations
 import json
 import math
 import os
-import tempfile
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from ..contract import TASK_CODES, group_id, group_tasks, sort_tasks
+from ..atomic import atomic_write_bytes
 from ..errors import TamcInputError
 
 SCHEMA = "tamc.grouping/1"
@@ -165,21 +165,7 @@ def save_grouping(d: Mapping, path: str | os.PathLike) -> Path:
     """Validate and write atomically: a reader sees the old file or the new, never half."""
     validate_grouping(d)
     dest = Path(path)
-    folder = dest.parent if str(dest.parent) else Path(".")
-    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".tmp", dir=folder)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(dumps_grouping(d))
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, dest)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+    atomic_write_bytes(dest, dumps_grouping(d).encode("utf-8"))
     return dest
 
 

@@ -12,7 +12,7 @@ bilinear resize), which the torch-free codec runs.
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 
 import torch
 import torch.nn as nn

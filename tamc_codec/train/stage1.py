@@ -25,7 +25,7 @@ from ..nets.multitask import MultiGroupModel, NetConfig, count_parameters
 from ..tasks import metrics as M
 from ..tasks.losses import task_loss
 from ..tasks.registry import TASK_SPECS
-from .common import (Dist, git_commit, init_distributed, load_checkpoint, save_checkpoint, seed_everything,
+from .common import (git_commit, init_distributed, load_checkpoint, save_checkpoint, seed_everything,
                      set_threads, write_json)
 
 CHECKPOINT = "checkpoint.pt"
