@@ -10,12 +10,7 @@ import json
 from pathlib import Path
 
 GROUPS = ["seg+depth+normal", "depth+edge", "edge+keypoint+rgb"]
-DAG = {
-    "schema": "tamc.dag/1", "estimator": "manual", "groups": GROUPS,
-    "parents": {"seg+depth+normal": None, "depth+edge": "seg+depth+normal", "edge+keypoint+rgb": "seg+depth+normal"},
-    "edges": [["seg+depth+normal", "depth+edge"], ["seg+depth+normal", "edge+keypoint+rgb"]],
-    "order": ["seg+depth+normal", "depth+edge", "edge+keypoint+rgb"],
-}
+PARENTS = {"seg+depth+normal": None, "depth+edge": "seg+depth+normal", "edge+keypoint+rgb": "seg+depth+normal"}
 
 
 def build_tiny_model(root: Path) -> Path:
@@ -34,7 +29,9 @@ def build_tiny_model(root: Path) -> Path:
                               steps=6, batch=2, crop=64, warmup=1, eval_every=6, ckpt_every=6, trivial_samples=4,
                               net=net), progress=False)
     _fix_serving(root / "s1" / "anchor.pt")
-    (root / "dag.json").write_text(json.dumps(DAG))
+    from tamc_codec.lookahead.dag import fixed_dag
+
+    (root / "dag.json").write_text(json.dumps(fixed_dag(GROUPS, PARENTS, GROUPS, "manual")))
     train_stage2(Stage2Config(anchor=str(root / "s1" / "anchor.pt"), dag=str(root / "dag.json"),
                               data=str(root / "train"), val=str(root / "val"), out=str(root / "s2"),
                               lambdas=[0.1, 0.5, 2.0], steps_entropy=4, steps_finetune=2, batch=2, crop=64,

@@ -28,6 +28,7 @@ import numpy as np
 
 from ..contract import TASKS
 from ..errors import TamcInputError
+from ..lookahead.dag import fixed_dag
 from . import curves
 
 SCHEMA = "tamc.ablation/1"
@@ -59,8 +60,7 @@ def random_dag(groups: list[str], rng: np.random.Generator, avoid: dict | None =
             parents[g] = order[int(rng.integers(0, k))]
         if avoid is None or any(parents[g] != avoid.get(g) for g in groups) or len(groups) < 2:
             break
-    return {"schema": "tamc.dag/1", "estimator": "random", "groups": list(groups), "parents": parents,
-            "edges": [[p, g] for g, p in parents.items() if p], "order": order}
+    return fixed_dag(groups, parents, order, "random")
 
 
 def _write_json(path: Path, obj: dict) -> None:
@@ -124,8 +124,7 @@ def train_ablation(anchor: str | Path, dag: str | Path, data: str | Path, val: s
                                       ckpt_every=max(200, b.stage1_steps), val_limit=b.val_limit,
                                       trivial_samples=b.trivial_samples, net=net), progress=progress, log=log)
         flat = folder / "dag-flat.json"
-        _write_json(flat, {"schema": "tamc.dag/1", "estimator": "none", "groups": gs,
-                           "parents": {g: None for g in gs}, "edges": [], "order": gs})
+        _write_json(flat, fixed_dag(gs, {g: None for g in gs}, gs, "none"))
         codec = stage2(f"group-{name}/s2", folder / "s1" / "anchor.pt", flat, no_parents=True)
         variants.append({"kind": "grouping", "name": name, "codec": str(codec.relative_to(out)), "groups": gs,
                          "parents": {g: None for g in gs}})

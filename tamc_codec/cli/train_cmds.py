@@ -14,14 +14,10 @@ def _groups_from(grouping: str | None, groups: str | None) -> tuple[list[str], d
     if bool(grouping) == bool(groups):
         raise TamcInputError("give exactly one of --grouping FILE or --groups 'a+b,c'")
     if grouping:
-        try:
-            with open(grouping, encoding="utf-8") as fh:
-                g = json.load(fh)
-            return list(g["groups"]), dict(g.get("assignment") or {})
-        except FileNotFoundError:
-            raise TamcInputError(f"{grouping}: no such file") from None
-        except (ValueError, KeyError, TypeError) as exc:
-            raise TamcInputError(f"{grouping}: not a grouping file ({exc})") from None
+        from ..lookahead.grouping_io import load_grouping
+
+        g = load_grouping(grouping)
+        return list(g["groups"]), dict(g.get("assignment") or {})
     out = []
     for raw in groups.split(","):
         try:

@@ -331,6 +331,19 @@ def validate_dag(dag: dict) -> dict:
     return dag
 
 
+def fixed_dag(groups: list[str], parents: dict[str, str | None], order: list[str], estimator: str) -> dict:
+    """A dag.json object for a graph chosen without measuring (no context, random, by hand).
+
+    No entropies were estimated, so they are recorded as zero with units saying so.
+    Validation happens where it is read (load_dag_json) or written (save_dag_json).
+    """
+    return {
+        "schema": SCHEMA, "estimator": estimator, "units": f"none ({estimator} graph, not measured)",
+        "groups": list(groups), "entropy": {g: 0.0 for g in groups}, "conditional": {},
+        "parents": dict(parents), "edges": [[p, g] for g, p in parents.items() if p], "order": list(order),
+    }
+
+
 def save_dag_json(dag: dict, path: str | os.PathLike) -> Path:
     """Write ``dag`` atomically: a temporary file in the same folder, then os.replace."""
     path = Path(path)

@@ -7,7 +7,6 @@ tasks each group serves (paper Eq. 5 with the DAG's cross-task context, Eqs. 11-
 """
 from __future__ import annotations
 
-import json
 import math
 import time
 from dataclasses import asdict, dataclass, field
@@ -97,19 +96,14 @@ def served_tasks(base: MultiGroupModel) -> dict[str, list[str]]:
 
 
 def load_dag(path: str | Path, groups: list[str], no_parents: bool = False) -> tuple[dict, list[str]]:
-    try:
-        d = json.loads(Path(path).read_text())
-        parents = {g: d["parents"].get(g) for g in groups}
-        order = [g for g in d["order"] if g in groups]
-    except FileNotFoundError:
-        raise TamcInputError(f"{path}: no such DAG file") from None
-    except (ValueError, KeyError, TypeError, AttributeError) as exc:
-        raise TamcInputError(f"{path}: not a DAG file ({exc})") from None
-    if sorted(order) != sorted(groups):
-        raise TamcInputError(f"{path}: its groups {sorted(order)} differ from the model's {sorted(groups)}")
-    if no_parents:
-        parents = {g: None for g in groups}
-    return parents, order
+    """Parents and coding order of the model's groups from a validated dag.json."""
+    from ..lookahead.dag import load_dag_json
+
+    d = load_dag_json(path)
+    if sorted(d["order"]) != sorted(groups):
+        raise TamcInputError(f"{path}: its groups {sorted(d['order'])} differ from the model's {sorted(groups)}")
+    parents = {g: None if no_parents else d["parents"][g] for g in groups}
+    return parents, list(d["order"])
 
 
 @torch.no_grad()
