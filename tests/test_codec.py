@@ -130,3 +130,26 @@ def test_exported_graphs_match_torch(tiny_model, tmp_path):
     for t, g in rt.serving.items():
         ref = model.base.decode(g, t, torch.from_numpy(y)).detach().numpy()
         np.testing.assert_allclose(rt.run(None, t, 1, y=y)[0], ref, atol=1e-4, rtol=1e-3)
+
+
+def test_export_over_an_older_model_removes_its_stale_graphs(tiny_model, tmp_path):
+    pytest.importorskip("torch")
+    import json
+    import shutil
+
+    from tamc_codec.train.export import export_model
+
+    folder = tmp_path / "model"
+    shutil.copytree(tiny_model, folder)
+    (folder / "g9_analysis.onnx").write_bytes(b"old graph")
+    (folder / "README.md").write_text("the user's card")
+    manifest = json.loads((folder / "manifest.json").read_text())
+    manifest["files"]["g9_analysis.onnx"] = "0" * 64
+    manifest["files"]["../outside.txt"] = "0" * 64  # a damaged manifest must not reach outside
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+    (tmp_path / "outside.txt").write_text("keep")
+    new = export_model(tiny_model.parent / "s2" / "codec.pt", folder, name="tiny")
+    assert not (folder / "g9_analysis.onnx").exists()
+    assert (folder / "README.md").read_text() == "the user's card" and (tmp_path / "outside.txt").exists()
+    assert sorted(p.name for p in folder.iterdir()) == sorted([*new["files"], "manifest.json", "README.md"])
+    assert codec.load_model(str(folder)).id == codec.load_model(str(tiny_model)).id  # same weights, same model

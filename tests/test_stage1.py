@@ -67,6 +67,31 @@ def test_training_lowers_loss_and_writes_records(folders, tmp_path):
     assert anchor.serving == rec["serving"]
 
 
+def test_group_norm_and_global_context_export_like_torch():
+    """The optional layers train, keep old state dicts loading, and run the same under ONNX."""
+    ort = pytest.importorskip("onnxruntime")
+    from tamc_codec.train.export import _onnx_bytes
+
+    cfg = NetConfig.from_dict({**TINY, "norm": "group", "global_context": True})
+    m = MultiGroupModel(["depth+rgb"], cfg).eval()
+    old = MultiGroupModel(["depth+rgb"], NetConfig.from_dict(TINY))
+    assert "norm" not in "".join(old.state_dict())  # the default network is unchanged
+    m.load_state_dict(MultiGroupModel(["depth+rgb"], cfg).state_dict())
+    enc, dec = m.encoders["depth_rgb"], m.decoders["depth_rgb"]["depth"]
+    e = ort.InferenceSession(_onnx_bytes(enc, (torch.rand(1, 3, 64, 64),), ["image"], ["y"]))
+    d = ort.InferenceSession(_onnx_bytes(dec, (torch.rand(1, 8, 4, 4),), ["y"], ["out"]))
+    for h, w in ((64, 64), (96, 160)):  # graphs keep dynamic sizes
+        x = torch.rand(1, 3, h, w)
+        with torch.no_grad():
+            y, out = enc(x), dec(enc(x))
+        y_onnx = e.run(None, {"image": x.numpy()})[0]
+        np.testing.assert_allclose(y_onnx, y.numpy(), atol=2e-3, rtol=1e-2)
+        np.testing.assert_allclose(d.run(None, {"y": y.numpy()})[0], out.numpy(), atol=2e-3, rtol=1e-2)
+    # the global term really reaches the output: another scene mean, another prediction
+    y = enc(torch.rand(1, 3, 64, 64))
+    assert not torch.allclose(dec(y)[..., :8, :8], dec(torch.cat([y, y * 3], dim=-1))[..., :8, :8])
+
+
 def test_resume_continues_where_it_stopped(folders, tmp_path):
     a = train_stage1(_cfg(folders, tmp_path / "full", 10), progress=False)
     paused = train_stage1(_cfg(folders, tmp_path / "split", 10), progress=False, stop_after=5)
@@ -80,9 +105,18 @@ def test_resume_continues_where_it_stopped(folders, tmp_path):
         torch.testing.assert_close(sa[k], sb[k], rtol=1e-4, atol=1e-5)
 
 
+def _free_port() -> int:
+    # a fixed port collides with a run that is still shutting down (TIME_WAIT)
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 def test_two_process_ddp_stays_in_sync(folders, tmp_path):
     out = tmp_path / "ddp"
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29517",
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(_free_port()),
            "-m", "tamc_codec.train", "stage1", "--data", str(folders / "train"), "--val", str(folders / "val"),
            "--groups", "seg+depth,edge+rgb", "--out", str(out), "--steps", "4", "--batch", "2", "--crop", "32",
            "--eval-every", "4", "--ckpt-every", "4", "--latent-channels", "8", "-q"]
@@ -91,3 +125,22 @@ def test_two_process_ddp_stays_in_sync(folders, tmp_path):
     assert r.returncode == 0, r.stderr[-2000:]
     rec = json.loads((out / "stage1.json").read_text())
     assert rec["world_size"] == 2 and rec["ranks_in_sync"] is True
+
+
+def test_groups_that_serve_nothing_are_not_coded(tmp_path):
+    from tamc_codec.errors import TamcInputError
+    from tamc_codec.lookahead.dag import fixed_dag
+    from tamc_codec.train.stage2 import load_dag
+
+    serving = {"seg": GROUPS[0], "depth": GROUPS[0], "normal": GROUPS[0], "edge": GROUPS[1],
+               "keypoint": GROUPS[1], "rgb": GROUPS[1]}  # edge+keypoint+rgb has no receiver
+    m = MultiGroupModel(GROUPS, NetConfig.from_dict(TINY), serving=serving)
+    assert m.coded_groups == GROUPS[:2]
+    every = tmp_path / "every.json"
+    every.write_text(json.dumps(fixed_dag(GROUPS, {g: None for g in GROUPS}, GROUPS, "none")))
+    with pytest.raises(TamcInputError, match="serve no task"):
+        load_dag(every, m.coded_groups)
+    coded = tmp_path / "coded.json"
+    coded.write_text(json.dumps(fixed_dag(GROUPS[:2], {GROUPS[0]: None, GROUPS[1]: GROUPS[0]}, GROUPS[:2], "manual")))
+    parents, order = load_dag(coded, m.coded_groups)
+    assert order == GROUPS[:2] and parents[GROUPS[1]] == GROUPS[0]

@@ -39,15 +39,15 @@ MANIFEST = "ablation.json"
 class AblationBudget:
     """Training budget of the ablation models (smaller than the main recipe; stated in results)."""
 
-    stage1_steps: int = 2000
-    entropy_steps: int = 1000
+    stage1_steps: int = 600
+    entropy_steps: int = 600
     batch: int = 8
-    crop: int = 128
-    random_dags: int = 2
+    crop: int = 96
+    random_dags: int = 1
     seed: int = 0
     hyper_channels: int = 32
-    lambdas: list[float] = field(default_factory=lambda: [0.1, 0.3, 0.9, 2.7, 8.0])
-    val_limit: int | None = None
+    lambdas: list[float] = field(default_factory=lambda: [0.04, 0.15, 0.6, 2.5, 16.0])
+    val_limit: int | None = 50
     trivial_samples: int = 256
 
 
@@ -73,6 +73,7 @@ def train_ablation(anchor: str | Path, dag: str | Path, data: str | Path, val: s
     """Train every ablation variant into `out` (resumable: finished variants are kept)."""
     import torch
 
+    from ..nets.multitask import coded_groups
     from ..train.stage1 import Stage1Config, train_stage1
     from ..train.stage2 import Stage2Config, train_stage2
 
@@ -81,7 +82,8 @@ def train_ablation(anchor: str | Path, dag: str | Path, data: str | Path, val: s
     out.mkdir(parents=True, exist_ok=True)
     state = torch.load(anchor, map_location="cpu", weights_only=False)
     desc = state["describe"]
-    groups, net = list(desc["groups"]), dict(desc["config"])
+    all_groups, net = list(desc["groups"]), dict(desc["config"])
+    groups = coded_groups(all_groups, desc["serving"])
     tasks = [t for t in TASKS if t in desc["serving"]]
     chosen = json.loads(Path(dag).read_text())
     variants: list[dict] = []
@@ -114,7 +116,7 @@ def train_ablation(anchor: str | Path, dag: str | Path, data: str | Path, val: s
     variants.append({"kind": "dag", "name": "none", "codec": str(codec.relative_to(out)), "dag": None,
                      "parents": {g: None for g in groups}})
 
-    for name, gs in (("grouped", groups), ("single", list(tasks))):
+    for name, gs in (("grouped", all_groups), ("single", list(tasks))):
         folder = out / f"group-{name}"
         if not (folder / "s1" / "anchor.pt").exists():
             log(f"ablation {name}: stage 1 on groups {', '.join(gs)} ({b.stage1_steps} steps)")
@@ -123,6 +125,8 @@ def train_ablation(anchor: str | Path, dag: str | Path, data: str | Path, val: s
                                       warmup=min(200, max(1, b.stage1_steps // 10)), eval_every=b.stage1_steps,
                                       ckpt_every=max(200, b.stage1_steps), val_limit=b.val_limit,
                                       trivial_samples=b.trivial_samples, net=net), progress=progress, log=log)
+        s1 = torch.load(folder / "s1" / "anchor.pt", map_location="cpu", weights_only=False)["describe"]
+        gs = coded_groups(list(s1["groups"]), s1["serving"])
         flat = folder / "dag-flat.json"
         _write_json(flat, fixed_dag(gs, {g: None for g in gs}, gs, "none"))
         codec = stage2(f"group-{name}/s2", folder / "s1" / "anchor.pt", flat, no_parents=True)
@@ -280,7 +284,7 @@ def main(argv: list[str] | None = None) -> None:
     for f in ("stage1_steps", "entropy_steps", "batch", "crop", "random_dags", "seed", "hyper_channels",
               "trivial_samples"):
         p.add_argument("--" + f.replace("_", "-"), type=int, default=getattr(d, f))
-    p.add_argument("--val-limit", type=int, default=None)
+    p.add_argument("--val-limit", type=int, default=d.val_limit)
     p.add_argument("--lambdas", default=",".join(str(x) for x in d.lambdas))
     p.add_argument("--quiet", action="store_true")
     a = p.parse_args(argv)

@@ -53,11 +53,14 @@ def train() -> None:
 @click.option("--ckpt-every", type=int, default=200, show_default=True)
 @click.option("--val-limit", type=int, default=None, help="Validate on the first N images only.")
 @click.option("--latent-channels", type=int, default=64, show_default=True)
+@click.option("--norm", type=click.Choice(["none", "group"]), default="none", show_default=True,
+              help="Normalisation of hidden layers (group: GroupNorm; see docs/MODEL.md).")
+@click.option("--global-context", is_flag=True, help="Decoders also see the latent's spatial mean.")
 @click.option("--max-minutes", type=float, default=None,
               help="Pause (with a checkpoint) after this many minutes; run again to continue.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
 def stage1(data, val, grouping, groups, out, steps, batch, crop, lr, seed, eval_every, ckpt_every, val_limit,
-           latent_channels, max_minutes, quiet) -> None:
+           latent_channels, norm, global_context, max_minutes, quiet) -> None:
     """Stage 1: train group encoders and task decoders on the task losses (no rate term).
 
     \b
@@ -72,7 +75,7 @@ def stage1(data, val, grouping, groups, out, steps, batch, crop, lr, seed, eval_
     from ..train.stage1 import Stage1Config, train_stage1
 
     group_list, assignment = _groups_from(grouping, groups)
-    net = NetConfig(latent_channels=latent_channels).to_dict()
+    net = NetConfig(latent_channels=latent_channels, norm=norm, global_context=global_context).to_dict()
     cfg = Stage1Config(data=data, val=val, groups=group_list, out=out, steps=steps, batch=batch, crop=crop, lr=lr,
                        seed=seed, eval_every=eval_every, ckpt_every=ckpt_every, val_limit=val_limit, net=net,
                        grouping_file=grouping, lookahead_assignment=assignment)
@@ -92,7 +95,7 @@ def stage1(data, val, grouping, groups, out, steps, batch, crop, lr, seed, eval_
 @click.option("--data", required=True, type=click.Path(), help="Training data folder.")
 @click.option("--val", required=True, type=click.Path(), help="Validation data folder.")
 @click.option("--out", "-o", required=True, type=click.Path(file_okay=False), help="Run folder.")
-@click.option("--lambdas", default="0.1,0.3,0.9,2.7,8.0", show_default=True,
+@click.option("--lambdas", default="0.04,0.15,0.6,2.5,16", show_default=True,
               help="λ per quality, lowest rate first: weight of Σ task loss / trivial loss against bits per pixel.")
 @click.option("--steps-entropy", type=int, default=2000, show_default=True,
               help="Phase A: entropy models and gains only, networks frozen.")

@@ -84,10 +84,12 @@ class GroupEntropyModel(nn.Module):
         c, cz = channels, hyper_channels
         self.channels = c
         self.qualities = qualities
-        # log-spaced initial gains: q = 1 quantises ~8x more coarsely than q = Q
-        init = torch.exp(torch.linspace(math.log(0.35), math.log(2.8), qualities))
-        self.gain = nn.Parameter(init[:, None].repeat(1, c))
-        self.inv_gain = nn.Parameter((1.0 / init)[:, None].repeat(1, c))
+        # Gains live in log space so that Adam moves them by ratios: a quality's step size
+        # must be able to travel an order of magnitude within a short fine-tuning.
+        # init_gains() replaces this placeholder spread with one scaled to the latents.
+        init = torch.linspace(math.log(0.35), math.log(2.8), qualities)
+        self.log_gain = nn.Parameter(init[:, None].repeat(1, c))
+        self.log_inv_gain = nn.Parameter(-init[:, None].repeat(1, c))
         self.h_a = nn.Sequential(
             nn.Conv2d(c, c, 3, padding=1), nn.GELU(),
             nn.Conv2d(c, c, 5, stride=2, padding=2), nn.GELU(),
@@ -112,6 +114,39 @@ class GroupEntropyModel(nn.Module):
         self.context = nn.Conv2d(c, 2 * c, 5, padding=2)
         self.params1 = nn.Sequential(nn.Conv2d(2 * c + cp, 2 * c, 1), nn.GELU(), nn.Conv2d(2 * c, 2 * c, 1))
         self.params2 = nn.Sequential(nn.Conv2d(4 * c + cp + cg, 2 * c, 1), nn.GELU(), nn.Conv2d(2 * c, 2 * c, 1))
+
+    @property
+    def gain(self) -> torch.Tensor:
+        """(Q, C) multipliers on the latent before quantisation; larger = finer = more bits."""
+        return self.log_gain.exp()
+
+    @property
+    def inv_gain(self) -> torch.Tensor:
+        """(Q, C) learned approximate inverse applied to the decoded latent."""
+        return self.log_inv_gain.exp()
+
+    @torch.no_grad()
+    def init_gains(self, latent_std: torch.Tensor, low: float, high: float) -> None:
+        """Start quality q's quantisation step at std_c / g_q, g log-spaced from `low` (q=1)
+        to `high` (q=Q), per channel c.
+
+        Stage-1 latents carry no rate pressure, so their ranges differ by orders of
+        magnitude between groups and channels; one fixed gain would give one group
+        7 bits per element and another 2. Channels with (almost) no spread get the
+        median channel's std, so they are not coded at a needlessly fine step.
+        """
+        std = latent_std.to(self.log_gain).clamp(min=float(latent_std.median()) * 1e-2)
+        g = torch.linspace(math.log(low), math.log(high), self.qualities, device=std.device)
+        self.log_gain.copy_(g[:, None] - std.log()[None, :])
+        self.log_inv_gain.copy_(-self.log_gain)
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        # checkpoints written before the log-space parameters stored gain / inv_gain
+        for name in ("gain", "inv_gain"):
+            old = state_dict.pop(prefix + name, None)
+            if old is not None:
+                state_dict[prefix + "log_" + name] = old.clamp(min=1e-12).log()
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     # -- the pieces the exported graphs are made of ------------------------------------------
 

@@ -31,6 +31,13 @@ class NetConfig:
     encoder_channels: tuple[int, int, int] = (32, 64, 96)
     decoder_channels: tuple[int, int, int] = (96, 64, 48)
     full_res_channels: int = 32
+    # "group": GroupNorm after the encoder's and decoders' hidden convolutions. Without
+    # it the plain stacks learned the geometric tasks far too slowly on a CPU budget.
+    norm: str = "none"
+    # Decoders add a projection of the latent's spatial mean to their first features:
+    # a whole-scene cue (room size for depth, layout for seg) that a 1/16-resolution
+    # receptive field cannot see.
+    global_context: bool = False
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -40,13 +47,26 @@ class NetConfig:
         return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items()})
 
 
+def _norm(kind: str, ch: int) -> nn.Module:
+    if kind == "none":
+        return nn.Identity()
+    if kind == "group":
+        return nn.GroupNorm(min(8, ch), ch)
+    raise ValueError(f"unknown norm {kind!r}")
+
+
 class ResBlock(nn.Module):
-    def __init__(self, ch: int):
+    def __init__(self, ch: int, norm: str = "none"):
         super().__init__()
         self.c1 = nn.Conv2d(ch, ch, 3, padding=1)
         self.c2 = nn.Conv2d(ch, ch, 3, padding=1)
+        if norm != "none":  # absent otherwise, so older state dicts still load
+            self.n1 = _norm(norm, ch)
+            self.n2 = _norm(norm, ch)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if hasattr(self, "n1"):
+            return x + self.c2(F.gelu(self.n2(self.c1(F.gelu(self.n1(x))))))
         return x + self.c2(F.gelu(self.c1(F.gelu(x))))
 
 
@@ -56,12 +76,21 @@ class GroupEncoder(nn.Module):
     def __init__(self, cfg: NetConfig):
         super().__init__()
         c1, c2, c3 = cfg.encoder_channels
-        self.net = nn.Sequential(
-            nn.Conv2d(3, c1, 5, stride=2, padding=2), nn.GELU(),
-            nn.Conv2d(c1, c2, 5, stride=2, padding=2), ResBlock(c2), nn.GELU(),
-            nn.Conv2d(c2, c3, 5, stride=2, padding=2), ResBlock(c3), nn.GELU(),
-            nn.Conv2d(c3, cfg.latent_channels, 5, stride=2, padding=2),
-        )
+        k = cfg.norm
+        if k == "none":
+            self.net = nn.Sequential(
+                nn.Conv2d(3, c1, 5, stride=2, padding=2), nn.GELU(),
+                nn.Conv2d(c1, c2, 5, stride=2, padding=2), ResBlock(c2), nn.GELU(),
+                nn.Conv2d(c2, c3, 5, stride=2, padding=2), ResBlock(c3), nn.GELU(),
+                nn.Conv2d(c3, cfg.latent_channels, 5, stride=2, padding=2),
+            )
+        else:
+            self.net = nn.Sequential(
+                nn.Conv2d(3, c1, 5, stride=2, padding=2), _norm(k, c1), nn.GELU(),
+                nn.Conv2d(c1, c2, 5, stride=2, padding=2), ResBlock(c2, k), _norm(k, c2), nn.GELU(),
+                nn.Conv2d(c2, c3, 5, stride=2, padding=2), ResBlock(c3, k), _norm(k, c3), nn.GELU(),
+                nn.Conv2d(c3, cfg.latent_channels, 5, stride=2, padding=2),
+            )
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
         # centre the input: the latent's zero then means "average image"
@@ -90,11 +119,21 @@ class TaskDecoder(nn.Module):
         out = TASK_SPECS[task].channels
         self.task = task
         self.full_res = task in FULL_RES_TASKS
-        layers: list[nn.Module] = [
-            nn.Conv2d(cfg.latent_channels, d0, 3, padding=1), nn.GELU(),
-            Up(d0, d1), ResBlock(d1), nn.GELU(),   # 1/8
-            Up(d1, d2), ResBlock(d2), nn.GELU(),   # 1/4
-        ]
+        k = cfg.norm
+        if k == "none":
+            layers: list[nn.Module] = [
+                nn.Conv2d(cfg.latent_channels, d0, 3, padding=1), nn.GELU(),
+                Up(d0, d1), ResBlock(d1), nn.GELU(),   # 1/8
+                Up(d1, d2), ResBlock(d2), nn.GELU(),   # 1/4
+            ]
+        else:
+            layers = [
+                nn.Conv2d(cfg.latent_channels, d0, 3, padding=1), _norm(k, d0), nn.GELU(),
+                Up(d0, d1), ResBlock(d1, k), _norm(k, d1), nn.GELU(),   # 1/8
+                Up(d1, d2), ResBlock(d2, k), _norm(k, d2), nn.GELU(),   # 1/4
+            ]
+        if cfg.global_context:
+            self.global_context = nn.Linear(cfg.latent_channels, d0)
         if self.full_res:
             f = cfg.full_res_channels
             layers += [Up(d2, f), nn.GELU(), nn.Conv2d(f, f, 3, padding=1), nn.GELU(),  # 1/2
@@ -104,7 +143,11 @@ class TaskDecoder(nn.Module):
         self.net = nn.Sequential(*layers)
 
     def forward(self, latent: torch.Tensor) -> torch.Tensor:
-        y = self.net(latent)
+        if hasattr(self, "global_context"):
+            h = self.net[0](latent) + self.global_context(latent.mean(dim=(2, 3)))[:, :, None, None]
+            y = self.net[1:](h)
+        else:
+            y = self.net(latent)
         if not self.full_res:
             y = F.interpolate(y, scale_factor=4, mode="bilinear", align_corners=False)
         if self.task == "rgb":
@@ -137,6 +180,11 @@ class MultiGroupModel(nn.Module):
 
         return sort_tasks({t for g in self.groups for t in group_tasks(g)})
 
+    @property
+    def coded_groups(self) -> list[str]:
+        """The groups that serve at least one task, in model order: the ones worth coding."""
+        return coded_groups(self.groups, self.serving)
+
     def encode(self, image: torch.Tensor, groups: list[str] | None = None) -> dict[str, torch.Tensor]:
         return {g: self.encoders[_key(g)](image) for g in (groups or self.groups)}
 
@@ -155,6 +203,13 @@ class MultiGroupModel(nn.Module):
 def _key(group: str) -> str:
     # ModuleDict keys cannot contain '.', and '+' reads badly in state dicts
     return group.replace("+", "_")
+
+
+def coded_groups(groups: list[str], serving: dict[str, str]) -> list[str]:
+    """Groups that serve a task. A group whose every member is served better elsewhere
+    has no receiver: it shaped the shared training but coding it would only cost bits."""
+    used = set(serving.values())
+    return [g for g in groups if g in used]
 
 
 def default_serving(groups: list[str]) -> dict[str, str]:

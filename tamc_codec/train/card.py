@@ -12,6 +12,8 @@ import platform
 import sys
 from pathlib import Path
 
+from ..atomic import atomic_write_bytes
+
 
 def _load(path: Path) -> dict | None:
     try:
@@ -62,6 +64,10 @@ def write_card(run: Path, model: Path, quality_json: Path) -> str:
         lines.append(f"- Stage 1: {s1['steps']} steps × batch {c['batch']} of {c['crop']}² crops, lr {c['lr']}, "
                      f"seed {c['seed']}; {s1['seconds'] / 60:.1f} min at {s1['images_per_s']} images/s, "
                      f"{s1['parameters'] / 1e6:.2f} M parameters; serving groups chosen by validation loss.")
+        uncoded = [g for g in s1.get("groups", []) if g not in manifest["groups"]]
+        if uncoded:
+            lines.append(f"- Not coded: {', '.join('`' + g + '`' for g in uncoded)} (trained in stage 1, but every "
+                         f"member task is served better by another group; CONTRACT.md, Groups).")
     if dag:
         lines.append(f"- DAG: `tamc dag --estimator {dag.get('estimator')}` on the stage-1 validation latents; "
                      f"edges {', '.join('`' + a + '` → `' + b + '`' for a, b in dag.get('edges', [])) or 'none'}.")
@@ -95,7 +101,7 @@ def write_card(run: Path, model: Path, quality_json: Path) -> str:
     lines += ["", "Reproduce: `bin/train-default` (see the repository README); numbers: "
               "`python benchmarks/model_quality.py --model models/default`.", ""]
     text = "\n".join(lines)
-    (model / "README.md").write_text(text)
+    atomic_write_bytes(model / "README.md", text.encode())
     return text
 
 

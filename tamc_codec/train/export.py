@@ -145,6 +145,7 @@ def export_model(codec_pt: str | Path, out_dir: str | Path, *, name: str, proven
     # the Gaussian PMF table is mostly zeros: compressed it is a tenth of the size
     np.savez_compressed(buf, **tables)
     files["tables.npz"] = buf.getvalue()
+    previous = _previous_files(out)
     for fname, data in files.items():
         atomic_write_bytes(out / fname, data)
     state = torch.load(codec_pt, map_location="cpu", weights_only=False)
@@ -173,7 +174,20 @@ def export_model(codec_pt: str | Path, out_dir: str | Path, *, name: str, proven
     }
     manifest["model_id"] = model_id(manifest)
     atomic_write_bytes(out / "manifest.json", (json.dumps(manifest, indent=2) + "\n").encode())
+    for fname in previous - set(files):
+        # graphs of the model this export replaces (e.g. a group no longer coded); files no
+        # manifest listed, such as the model card, are the user's and stay
+        (out / fname).unlink(missing_ok=True)
     return manifest
+
+
+def _previous_files(folder: Path) -> set[str]:
+    try:
+        listed = json.loads((folder / "manifest.json").read_text()).get("files", {})
+    except (OSError, ValueError, AttributeError):
+        return set()
+    # only plain names inside the folder: a damaged manifest must not reach other paths
+    return {f for f in listed if isinstance(f, str) and f == Path(f).name and f != "manifest.json"}
 
 
 __all__ = ["export_model", "model_id", "round_to_float16", "PAD_MULTIPLE", "group_tasks"]

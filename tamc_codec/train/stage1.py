@@ -182,13 +182,15 @@ def choose_serving(per_pair: dict) -> dict[str, str]:
 
 @torch.no_grad()
 def dump_latents(model: MultiGroupModel, val: MultiTaskDataset, path: Path, batch: int = 8) -> None:
-    """The group latents of the validation images, {group_id: float32[N, C, h, w]} (CONTRACT.md)."""
+    """The coded groups' latents of the validation images, {group_id: float32[N, C, h, w]}
+    (CONTRACT.md). Groups that serve no task are left out: they are not coded, so the
+    DAG is built without them."""
     from ..atomic import atomic_path
 
     model.eval()
-    parts: dict[str, list[np.ndarray]] = {g: [] for g in model.groups}
+    parts: dict[str, list[np.ndarray]] = {g: [] for g in model.coded_groups}
     for b in _batches(val, batch):
-        for g, y in model.encode(b["image"]).items():
+        for g, y in model.encode(b["image"], model.coded_groups).items():
             parts[g].append(y.float().numpy())
     arrays = {g: np.concatenate(v).astype(np.float32) for g, v in parts.items()}
     with atomic_path(path) as tmp:
@@ -234,7 +236,8 @@ def train_stage1(cfg: Stage1Config, *, progress: bool = True, log=print, stop_af
     timing = {"data_s": 0.0, "compute_s": 0.0, "eval_s": 0.0}
     state = load_checkpoint(out / CHECKPOINT)
     if state is not None:
-        if state["config"]["groups"] != cfg.groups or state["config"]["net"] != cfg.net:
+        same_net = NetConfig.from_dict(state["config"]["net"]).to_dict() == NetConfig.from_dict(cfg.net).to_dict()
+        if state["config"]["groups"] != cfg.groups or not same_net:
             raise TamcInputError(f"{out / CHECKPOINT} is from a run with other groups or networks; use another --out")
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
@@ -326,6 +329,7 @@ def train_stage1(cfg: Stage1Config, *, progress: bool = True, log=print, stop_af
             "config": asdict(cfg),
             "groups": model.groups,
             "serving": serving,
+            "coded_groups": model.coded_groups,
             "lookahead_assignment": cfg.lookahead_assignment,
             "trivial_loss": trivial,
             "val": final,

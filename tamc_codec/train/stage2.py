@@ -27,7 +27,7 @@ from .stage1 import TaskMetrics, load_anchor
 
 CHECKPOINT = "checkpoint.pt"
 RECORD = "stage2.json"
-DEFAULT_LAMBDAS = (0.1, 0.3, 0.9, 2.7, 8.0)
+DEFAULT_LAMBDAS = (0.04, 0.15, 0.6, 2.5, 16.0)
 
 
 @dataclass
@@ -50,6 +50,9 @@ class Stage2Config:
     no_parents: bool = False
     val_limit: int | None = None
     ckpt_every: int = 200
+    # initial quantisation step of quality 1 and Q, in units of each latent channel's std
+    # (GroupEntropyModel.init_gains): std/0.25 codes most elements as zero, std/8 finely
+    gain_range: tuple[float, float] = (0.25, 8.0)
 
 
 class CodecModel(nn.Module):
@@ -88,8 +91,22 @@ class CodecModel(nn.Module):
         return {"preds": preds, "bits": bits}
 
 
+@torch.no_grad()
+def init_gains_from_data(model: CodecModel, ds: MultiTaskDataset, rng: np.random.Generator, batch: int,
+                         gain_range: tuple[float, float], batches: int = 12) -> None:
+    """Scale every group's initial gains to its stage-1 latent's per-channel spread."""
+    model.base.eval()
+    chunks: dict[str, list[torch.Tensor]] = {g: [] for g in model.order}
+    for _ in range(batches):
+        latents = model.base.encode(ds.random_batch(rng, batch)["image"], model.order)
+        for g, y in latents.items():
+            chunks[g].append(y.transpose(0, 1).flatten(1))
+    for g in model.order:
+        model.em(g).init_gains(torch.cat(chunks[g], dim=1).std(dim=1), *gain_range)
+
+
 def served_tasks(base: MultiGroupModel) -> dict[str, list[str]]:
-    out: dict[str, list[str]] = {g: [] for g in base.groups}
+    out: dict[str, list[str]] = {g: [] for g in base.coded_groups}
     for t, g in base.serving.items():
         out[g].append(t)
     return out
@@ -101,7 +118,8 @@ def load_dag(path: str | Path, groups: list[str], no_parents: bool = False) -> t
 
     d = load_dag_json(path)
     if sorted(d["order"]) != sorted(groups):
-        raise TamcInputError(f"{path}: its groups {sorted(d['order'])} differ from the model's {sorted(groups)}")
+        raise TamcInputError(f"{path}: its groups {sorted(d['order'])} differ from the model's coded groups "
+                             f"{sorted(groups)} (groups that serve no task are not coded)")
     parents = {g: None if no_parents else d["parents"][g] for g in groups}
     return parents, list(d["order"])
 
@@ -145,7 +163,7 @@ def train_stage2(cfg: Stage2Config, *, progress: bool = True, log=print, stop_af
     out = Path(cfg.out)
     base = load_anchor(cfg.anchor)
     trivial = torch.load(cfg.anchor, map_location="cpu", weights_only=False)["trivial"]
-    parents, order = load_dag(cfg.dag, base.groups, cfg.no_parents)
+    parents, order = load_dag(cfg.dag, base.coded_groups, cfg.no_parents)
     q_count = len(cfg.lambdas)
     model = CodecModel(base, parents, order, q_count, cfg.hyper_channels, cfg.use_global)
     tasks = served_tasks(base)
@@ -179,6 +197,8 @@ def train_stage2(cfg: Stage2Config, *, progress: bool = True, log=print, stop_af
         rng.bit_generator.state = state["rng"]
         t_start -= state["elapsed"]
         log(f"resumed from step {step}")
+    else:
+        init_gains_from_data(model, train_ds, rng, cfg.batch, cfg.gain_range)
     bar = None
     if progress:
         from tqdm import tqdm
