@@ -133,6 +133,7 @@ def encode_image(image: Any, tasks: Any = "all", quality: int | None = None, mod
     x = (padded.astype(np.float32) / 255.0).transpose(2, 0, 1)[None]
     groups = rt.needed_groups(names)
     decoded: dict[str, np.ndarray] = {}
+    context: dict[str, np.ndarray] = {}  # what children see of their parent (RuntimeModel.parent_input)
     layers: list[tuple[LayerSpec, bytes]] = []
     info: list[dict] = []
     position: dict[str, int] = {}
@@ -147,7 +148,7 @@ def encode_image(image: Any, tasks: Any = "all", quality: int | None = None, mod
         z_sym = np.rint(z - med).astype(np.int32)
         z_hat = (z_sym + med).astype(np.float32)
         psi = _hyper_synthesis(rt, g, z_hat, hy, wy)
-        parent = decoded.get(rt.parents[g]) if rt.parents[g] else None
+        parent = context.get(rt.parents[g]) if rt.parents[g] else None
         anchor = checkerboard(hy, wy)[None, None] & np.ones(ys.shape, bool)
         mean1, scale1 = _params(rt, g, "pass1", psi, parent)
         idx1 = rt.gaussian.indexes(scale1[anchor])
@@ -160,6 +161,7 @@ def encode_image(image: Any, tasks: Any = "all", quality: int | None = None, mod
         y_hat = anchors_hat.copy()
         y_hat[~anchor] = sym2 + mean2[~anchor]
         decoded[g] = (y_hat * inv_gain[None, :, None, None]).astype(np.float32)
+        context[g] = y_hat.astype(np.float32) if rt.parent_input == "quantised" else decoded[g]
         streams = [hyper.encode(z_sym), rt.gaussian.encode(sym1, idx1), rt.gaussian.encode(sym2, idx2)]
         payload = pack_substreams(streams, index_checksum(idx1, idx2))
         served = [t for t, sg in rt.serving.items() if sg == g]
@@ -213,6 +215,7 @@ def decode_task(source: bytes | str | Path, task: str, model: str | RuntimeModel
         c = int(rt.manifest["latent_channels"])
         anchor = checkerboard(hy, wy)[None, None] & np.ones((1, c, hy, wy), bool)
         decoded: dict[int, np.ndarray] = {}
+        context: dict[int, np.ndarray] = {}
         for li in chain:
             entry = reader.layers[li]
             if entry.group >= len(rt.groups):
@@ -231,7 +234,7 @@ def decode_task(source: bytes | str | Path, task: str, model: str | RuntimeModel
             z_sym = hyper.decode(payload.streams[0], (1, hyper.channels, zh, zw))
             z_hat = (z_sym + medians[None, :, None, None]).astype(np.float32)
             psi = _hyper_synthesis(rt, g, z_hat, hy, wy)
-            parent = decoded[entry.parent] if entry.parent is not None else None
+            parent = context[entry.parent] if entry.parent is not None else None
             mean1, scale1 = _params(rt, g, "pass1", psi, parent)
             idx1 = rt.gaussian.indexes(scale1[anchor])
             sym1 = rt.gaussian.decode(payload.streams[1], idx1)
@@ -244,6 +247,7 @@ def decode_task(source: bytes | str | Path, task: str, model: str | RuntimeModel
             y_hat = anchors_hat
             y_hat[~anchor] = sym2 + mean2[~anchor]
             decoded[li] = (y_hat * inv_gain[None, :, None, None]).astype(np.float32)
+            context[li] = y_hat.astype(np.float32) if rt.parent_input == "quantised" else decoded[li]
         pred = rt.run(None, task, WORK_THREADS, y=decoded[chain[-1]])[0][0]
         raw = _raw_output(task, pred[:, : hdr.height, : hdr.width], rt)
         return DecodeResult(output=raw, task=task, bytes_read=reader.bytes_read, file_size=reader.file_size,

@@ -13,7 +13,7 @@ GROUPS = ["seg+depth+normal", "depth+edge", "edge+keypoint+rgb"]
 PARENTS = {"seg+depth+normal": None, "depth+edge": "seg+depth+normal", "edge+keypoint+rgb": "seg+depth+normal"}
 
 
-def build_tiny_model(root: Path) -> Path:
+def build_tiny_model(root: Path, parent_input: str = "dequantised") -> Path:
     from tamc_codec.data.folder import synthesize
     from tamc_codec.nets.multitask import NetConfig
     from tamc_codec.train.export import export_model
@@ -35,7 +35,7 @@ def build_tiny_model(root: Path) -> Path:
     train_stage2(Stage2Config(anchor=str(root / "s1" / "anchor.pt"), dag=str(root / "dag.json"),
                               data=str(root / "train"), val=str(root / "val"), out=str(root / "s2"),
                               lambdas=[0.1, 0.5, 2.0], steps_entropy=4, steps_finetune=2, batch=2, crop=64,
-                              hyper_channels=8, ckpt_every=6), progress=False)
+                              hyper_channels=8, ckpt_every=6, parent_input=parent_input), progress=False)
     _amplify_latents(root / "s2" / "codec.pt", 16.0)
     export_model(root / "s2" / "codec.pt", root / "model", name="tiny")
     return root / "model"

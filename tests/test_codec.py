@@ -153,3 +153,38 @@ def test_export_over_an_older_model_removes_its_stale_graphs(tiny_model, tmp_pat
     assert (folder / "README.md").read_text() == "the user's card" and (tmp_path / "outside.txt").exists()
     assert sorted(p.name for p in folder.iterdir()) == sorted([*new["files"], "manifest.json", "README.md"])
     assert codec.load_model(str(folder)).id == codec.load_model(str(tiny_model)).id  # same weights, same model
+
+
+def test_quantised_parent_input_round_trips_and_is_recorded(tmp_path_factory, image):
+    """A model whose children see the parent's quantised latent codes exactly the same way on
+    both sides, and says so in its manifest (absent = dequantised, as older models)."""
+    pytest.importorskip("torch")
+    from model_fixture import PARENTS, build_tiny_model
+
+    folder = build_tiny_model(tmp_path_factory.mktemp("tiny_quantised"), parent_input="quantised")
+    rt = codec.load_model(str(folder))
+    assert rt.parent_input == "quantised" and rt.manifest["parent_input"] == "quantised"
+    child = next(g for g, p in PARENTS.items() if p)
+    task = next(t for t, g in rt.serving.items() if g == child)
+    for q in (1, rt.qualities):
+        enc = codec.encode_image(image, "all", q, str(folder))
+        d = codec.decode_task(enc.data, task, str(folder))
+        pred = rt.run(None, task, 0, y=enc.latents[child])[0][0][:, :80, :90]
+        np.testing.assert_array_equal(d.output, codec._raw_output(task, pred, rt))
+
+
+def test_unknown_parent_input_is_a_model_error(tiny_model, tmp_path):
+    import json
+    import shutil
+
+    folder = tmp_path / "m"
+    shutil.copytree(tiny_model, folder)
+    m = json.loads((folder / "manifest.json").read_text())
+    assert "parent_input" not in m  # the default form is not written, so older ids stay valid
+    from tamc_codec.runtime.manifest import model_id
+
+    m["parent_input"] = "sideways"
+    m["model_id"] = model_id(m)  # a consistent manifest, so the value itself is what is refused
+    (folder / "manifest.json").write_text(json.dumps(m))
+    with pytest.raises(TamcModelError, match="parent_input"):
+        codec.load_model(str(folder))

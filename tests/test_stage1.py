@@ -94,6 +94,7 @@ def test_group_norm_and_global_context_export_like_torch():
 
 def test_resume_continues_where_it_stopped(folders, tmp_path):
     a = train_stage1(_cfg(folders, tmp_path / "full", 10), progress=False)
+    assert a["steps"] == 10
     paused = train_stage1(_cfg(folders, tmp_path / "split", 10), progress=False, stop_after=5)
     assert paused == {"paused": True, "steps": 5} and not (tmp_path / "split" / "stage1.json").exists()
     b = train_stage1(_cfg(folders, tmp_path / "split", 10), progress=False)

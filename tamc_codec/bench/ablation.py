@@ -49,6 +49,7 @@ class AblationBudget:
     lambdas: list[float] = field(default_factory=lambda: [0.04, 0.15, 0.6, 2.5, 16.0])
     val_limit: int | None = 50
     trivial_samples: int = 256
+    parent_input: str = "dequantised"  # Stage2Config.parent_input of the DAG variants
 
 
 def random_dag(groups: list[str], rng: np.random.Generator, avoid: dict | None = None, tries: int = 50) -> dict:
@@ -96,6 +97,7 @@ def train_ablation(anchor: str | Path, dag: str | Path, data: str | Path, val: s
                                       out=str(folder), lambdas=list(b.lambdas), steps_entropy=b.entropy_steps,
                                       steps_finetune=0, batch=b.batch, crop=b.crop, seed=b.seed,
                                       hyper_channels=b.hyper_channels, no_parents=no_parents,
+                                      parent_input=b.parent_input,
                                       val_limit=b.val_limit, ckpt_every=max(200, b.entropy_steps)),
                          progress=progress, log=log)
         return folder / "codec.pt"
@@ -286,12 +288,13 @@ def main(argv: list[str] | None = None) -> None:
         p.add_argument("--" + f.replace("_", "-"), type=int, default=getattr(d, f))
     p.add_argument("--val-limit", type=int, default=d.val_limit)
     p.add_argument("--lambdas", default=",".join(str(x) for x in d.lambdas))
+    p.add_argument("--parent-input", choices=["dequantised", "quantised"], default=d.parent_input)
     p.add_argument("--quiet", action="store_true")
     a = p.parse_args(argv)
     budget = AblationBudget(stage1_steps=a.stage1_steps, entropy_steps=a.entropy_steps, batch=a.batch, crop=a.crop,
                             random_dags=a.random_dags, seed=a.seed, hyper_channels=a.hyper_channels,
                             lambdas=[float(x) for x in a.lambdas.split(",")], val_limit=a.val_limit,
-                            trivial_samples=a.trivial_samples)
+                            trivial_samples=a.trivial_samples, parent_input=a.parent_input)
     m = train_ablation(a.anchor, a.dag, a.data, a.val, a.out, budget, progress=not a.quiet)
     print(f"wrote {Path(a.out) / MANIFEST}: {len(m['variants'])} variants")
 

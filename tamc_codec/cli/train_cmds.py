@@ -106,10 +106,14 @@ def stage1(data, val, grouping, groups, out, steps, batch, crop, lr, seed, eval_
 @click.option("--global-context/--no-global-context", default=False, show_default=True,
               help="Eq. 12's attention from the parent to the child's anchors (second pass).")
 @click.option("--no-parents", is_flag=True, help="Ignore the DAG's edges (ablation: no cross-task context).")
+@click.option("--parent-input", type=click.Choice(["dequantised", "quantised"]), default="dequantised",
+              show_default=True,
+              help="What a child's entropy model sees of its parent: its latent (dequantised) or its "
+                   "quantised latent, on a grid that scales with the quality like the child's (docs/TRAINING.md).")
 @click.option("--val-limit", type=int, default=None, help="Validate on the first N images only.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
 def stage2(anchor, dag_file, data, val, out, lambdas, steps_entropy, steps_finetune, batch, crop, seed,
-           global_context, no_parents, val_limit, quiet) -> None:
+           global_context, no_parents, parent_input, val_limit, quiet) -> None:
     """Stage 2: entropy models along the DAG, then rate-distortion fine-tuning.
 
     \b
@@ -128,7 +132,8 @@ def stage2(anchor, dag_file, data, val, out, lambdas, steps_entropy, steps_finet
         raise TamcInputError("--lambdas must be at least two increasing positive numbers")
     cfg = Stage2Config(anchor=anchor, dag=dag_file, data=data, val=val, out=out, lambdas=lams,
                        steps_entropy=steps_entropy, steps_finetune=steps_finetune, batch=batch, crop=crop,
-                       seed=seed, use_global=global_context, no_parents=no_parents, val_limit=val_limit)
+                       seed=seed, use_global=global_context, no_parents=no_parents, parent_input=parent_input,
+                       val_limit=val_limit)
     rec = train_stage2(cfg, progress=not quiet, log=lambda m: click.echo(m, err=True))
     if rec and not rec.get("paused"):
         for r in rec["rd"]:

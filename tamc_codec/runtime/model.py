@@ -68,6 +68,10 @@ class RuntimeModel:
         self.parents: dict[str, str | None] = dict(self.manifest["dag"]["parents"])
         self.serving: dict[str, str] = dict(self.manifest["serving"])
         self.qualities = len(self.manifest["qualities"])
+        # which form of a decoded parent latent the child's parameter graphs take (docs/MODEL.md)
+        self.parent_input: str = self.manifest.get("parent_input", "dequantised")
+        if self.parent_input not in ("dequantised", "quantised"):
+            raise TamcModelError(f"{self.folder}: unknown parent_input {self.parent_input!r} in manifest.json")
         self.pad = int(self.manifest["padding_multiple"])
         self._sessions: dict[str, object] = {}
         self._verified: set[str] = set()

@@ -172,6 +172,9 @@ def export_model(codec_pt: str | Path, out_dir: str | Path, *, name: str, proven
         "provenance": provenance or {},
         "files": {fname: hashlib.sha256(data).hexdigest() for fname, data in sorted(files.items())},
     }
+    if model.parent_input != "dequantised":
+        # absent means "dequantised", so the manifests (and ids) of earlier models stay valid
+        manifest["parent_input"] = model.parent_input
     manifest["model_id"] = model_id(manifest)
     atomic_write_bytes(out / "manifest.json", (json.dumps(manifest, indent=2) + "\n").encode())
     for fname in previous - set(files):

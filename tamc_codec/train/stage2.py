@@ -28,6 +28,7 @@ from .stage1 import TaskMetrics, load_anchor
 CHECKPOINT = "checkpoint.pt"
 RECORD = "stage2.json"
 DEFAULT_LAMBDAS = (0.04, 0.15, 0.6, 2.5, 16.0)
+PARENT_INPUTS = ("dequantised", "quantised")
 
 
 @dataclass
@@ -53,14 +54,21 @@ class Stage2Config:
     # initial quantisation step of quality 1 and Q, in units of each latent channel's std
     # (GroupEntropyModel.init_gains): std/0.25 codes most elements as zero, std/8 finely
     gain_range: tuple[float, float] = (0.25, 8.0)
+    parent_input: str = "dequantised"  # CodecModel.parent_input
 
 
 class CodecModel(nn.Module):
     """The stage-1 network plus one entropy model per group, wired by the DAG."""
 
     def __init__(self, base: MultiGroupModel, parents: dict[str, str | None], order: list[str], qualities: int,
-                 hyper_channels: int = 32, use_global: bool = False):
+                 hyper_channels: int = 32, use_global: bool = False, parent_input: str = "dequantised"):
         super().__init__()
+        if parent_input not in PARENT_INPUTS:
+            raise ValueError(f"parent_input must be one of {PARENT_INPUTS}, got {parent_input!r}")
+        # What a child's entropy model sees of its parent: "dequantised" ŷ·inv_gain (the scale of
+        # the latent, the same at every quality) or "quantised" ŷ (the scale of the quantisation
+        # grid, which moves with the quality as the child's own grid does). docs/TRAINING.md.
+        self.parent_input = parent_input
         self.base = base
         self.order = list(order)
         self.parents = {g: parents.get(g) for g in self.order}
@@ -78,13 +86,13 @@ class CodecModel(nn.Module):
     def forward(self, image: torch.Tensor, q: torch.Tensor, tasks: dict[str, list[str]] | None = None) -> dict:
         """Predictions of each group's served tasks and the bits of every layer."""
         latents = self.base.encode(image, self.order)
-        decoded: dict[str, torch.Tensor] = {}
+        context: dict[str, torch.Tensor] = {}
         bits = {}
         preds = {}
         for g in self.order:
             p = self.parents[g]
-            out = self.em(g)(latents[g], q, decoded[p].detach() if p else None)
-            decoded[g] = out["y_dec"]
+            out = self.em(g)(latents[g], q, context[p].detach() if p else None)
+            context[g] = out["y_hat"] if self.parent_input == "quantised" else out["y_dec"]
             bits[g] = out["bits_y"] + out["bits_z"]
             for t in (tasks or {}).get(g, []):
                 preds[(g, t)] = self.base.decode(g, t, out["y_dec"])
@@ -165,7 +173,7 @@ def train_stage2(cfg: Stage2Config, *, progress: bool = True, log=print, stop_af
     trivial = torch.load(cfg.anchor, map_location="cpu", weights_only=False)["trivial"]
     parents, order = load_dag(cfg.dag, base.coded_groups, cfg.no_parents)
     q_count = len(cfg.lambdas)
-    model = CodecModel(base, parents, order, q_count, cfg.hyper_channels, cfg.use_global)
+    model = CodecModel(base, parents, order, q_count, cfg.hyper_channels, cfg.use_global, cfg.parent_input)
     tasks = served_tasks(base)
     needed = sorted({t for ts in tasks.values() for t in ts})
     train_ds = MultiTaskDataset(cfg.data, needed, crop=cfg.crop, train=True)
@@ -265,7 +273,8 @@ def train_stage2(cfg: Stage2Config, *, progress: bool = True, log=print, stop_af
     }
     torch.save({"model": model.state_dict(), "describe": {
         **base.describe(), "parents": parents, "order": order, "qualities": q_count, "lambdas": list(cfg.lambdas),
-        "hyper_channels": cfg.hyper_channels, "use_global": cfg.use_global}, "trivial": trivial},
+        "hyper_channels": cfg.hyper_channels, "use_global": cfg.use_global, "parent_input": cfg.parent_input},
+        "trivial": trivial},
         out / "codec.pt.tmp")
     (out / "codec.pt.tmp").replace(out / "codec.pt")
     write_json(out / RECORD, record)
@@ -278,7 +287,8 @@ def load_codec_model(path: str | Path) -> CodecModel:
     state = torch.load(Path(path), map_location="cpu", weights_only=False)
     d = state["describe"]
     base = MultiGroupModel(d["groups"], NetConfig.from_dict(d["config"]), d["serving"])
-    model = CodecModel(base, d["parents"], d["order"], d["qualities"], d["hyper_channels"], d["use_global"])
+    model = CodecModel(base, d["parents"], d["order"], d["qualities"], d["hyper_channels"], d["use_global"],
+                       d.get("parent_input", "dequantised"))
     model.load_state_dict(state["model"])
     model.eval()
     return model
