@@ -104,6 +104,11 @@ def _hyper_synthesis(model: RuntimeModel, g: str, z_hat: np.ndarray, h: int, w: 
     return psi[..., :h, :w]
 
 
+def _parent_context(model: RuntimeModel, y_hat: np.ndarray, dequantised: np.ndarray) -> np.ndarray:
+    """What this layer's children see of it: the dequantised latent or the quantised one."""
+    return y_hat.astype(np.float32) if model.parent_input == "quantised" else dequantised
+
+
 def _params(model: RuntimeModel, g: str, part: str, psi: np.ndarray, parent: np.ndarray | None,
             anchors: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     inputs = {"psi": psi}
@@ -161,7 +166,7 @@ def encode_image(image: Any, tasks: Any = "all", quality: int | None = None, mod
         y_hat = anchors_hat.copy()
         y_hat[~anchor] = sym2 + mean2[~anchor]
         decoded[g] = (y_hat * inv_gain[None, :, None, None]).astype(np.float32)
-        context[g] = y_hat.astype(np.float32) if rt.parent_input == "quantised" else decoded[g]
+        context[g] = _parent_context(rt, y_hat, decoded[g])
         streams = [hyper.encode(z_sym), rt.gaussian.encode(sym1, idx1), rt.gaussian.encode(sym2, idx2)]
         payload = pack_substreams(streams, index_checksum(idx1, idx2))
         served = [t for t, sg in rt.serving.items() if sg == g]
@@ -247,7 +252,7 @@ def decode_task(source: bytes | str | Path, task: str, model: str | RuntimeModel
             y_hat = anchors_hat
             y_hat[~anchor] = sym2 + mean2[~anchor]
             decoded[li] = (y_hat * inv_gain[None, :, None, None]).astype(np.float32)
-            context[li] = y_hat.astype(np.float32) if rt.parent_input == "quantised" else decoded[li]
+            context[li] = _parent_context(rt, y_hat, decoded[li])
         pred = rt.run(None, task, WORK_THREADS, y=decoded[chain[-1]])[0][0]
         raw = _raw_output(task, pred[:, : hdr.height, : hdr.width], rt)
         return DecodeResult(output=raw, task=task, bytes_read=reader.bytes_read, file_size=reader.file_size,

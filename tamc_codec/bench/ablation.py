@@ -29,6 +29,7 @@ import numpy as np
 from ..contract import TASKS
 from ..errors import TamcInputError
 from ..lookahead.dag import fixed_dag
+from ..runtime.manifest import DEFAULT_PARENT_INPUT, PARENT_INPUTS
 from . import curves
 
 SCHEMA = "tamc.ablation/1"
@@ -49,7 +50,7 @@ class AblationBudget:
     lambdas: list[float] = field(default_factory=lambda: [0.04, 0.15, 0.6, 2.5, 16.0])
     val_limit: int | None = 50
     trivial_samples: int = 256
-    parent_input: str = "dequantised"  # Stage2Config.parent_input of the DAG variants
+    parent_input: str = DEFAULT_PARENT_INPUT  # Stage2Config.parent_input of the DAG variants
 
 
 def random_dag(groups: list[str], rng: np.random.Generator, avoid: dict | None = None, tries: int = 50) -> dict:
@@ -288,7 +289,7 @@ def main(argv: list[str] | None = None) -> None:
         p.add_argument("--" + f.replace("_", "-"), type=int, default=getattr(d, f))
     p.add_argument("--val-limit", type=int, default=d.val_limit)
     p.add_argument("--lambdas", default=",".join(str(x) for x in d.lambdas))
-    p.add_argument("--parent-input", choices=["dequantised", "quantised"], default=d.parent_input)
+    p.add_argument("--parent-input", choices=PARENT_INPUTS, default=d.parent_input)
     p.add_argument("--quiet", action="store_true")
     a = p.parse_args(argv)
     budget = AblationBudget(stage1_steps=a.stage1_steps, entropy_steps=a.entropy_steps, batch=a.batch, crop=a.crop,

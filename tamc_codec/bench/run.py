@@ -11,6 +11,7 @@ import numpy as np
 
 from ..contract import TASKS
 from ..errors import TamcInputError
+from ..runtime.manifest import file_sha256
 from . import baselines, curves
 from .evaluate import (FILTER_TASKS, HIGHER_IS_BETTER, PRIMARY_METRIC, Anchor, Point, ensure_test_split,
                        filter_prediction, open_images, quick_qualities, tamc_layer_bytes, tamc_predictions,
@@ -44,12 +45,6 @@ class BenchConfig:
     #: threads for torch and onnxruntime; None = their defaults (all cores). On a shared
     #: machine 1 avoids the stalls of oversubscribed thread pools.
     threads: int | None = None
-
-
-def _sha256(path: Path) -> str:
-    from ..runtime.manifest import file_sha256
-
-    return file_sha256(path)
 
 
 def _versions() -> dict:
@@ -253,7 +248,7 @@ def run_bench(cfg: BenchConfig, log=print) -> dict:
         "bd": {"method": curves.BD_METHOD, "min_overlap": curves.MIN_OVERLAP, "package": "bjontegaard"},
         "provenance": {
             "model": rt_info,
-            "anchor": {"path": str(anchor_path), "sha256": _sha256(anchor_path), "groups": anchor.model.groups,
+            "anchor": {"path": str(anchor_path), "sha256": file_sha256(anchor_path), "groups": anchor.model.groups,
                        "serving": anchor.model.serving, "trivial_loss": trivial},
             "data": images.info,
             "git_commit": _git_commit(),

@@ -6,6 +6,7 @@ import json
 import click
 
 from ..errors import TamcInputError
+from ..runtime.manifest import DEFAULT_PARENT_INPUT, PARENT_INPUTS
 
 
 def _groups_from(grouping: str | None, groups: str | None) -> tuple[list[str], dict | None]:
@@ -106,7 +107,7 @@ def stage1(data, val, grouping, groups, out, steps, batch, crop, lr, seed, eval_
 @click.option("--global-context/--no-global-context", default=False, show_default=True,
               help="Eq. 12's attention from the parent to the child's anchors (second pass).")
 @click.option("--no-parents", is_flag=True, help="Ignore the DAG's edges (ablation: no cross-task context).")
-@click.option("--parent-input", type=click.Choice(["dequantised", "quantised"]), default="dequantised",
+@click.option("--parent-input", type=click.Choice(PARENT_INPUTS), default=DEFAULT_PARENT_INPUT,
               show_default=True,
               help="What a child's entropy model sees of its parent: its latent (dequantised) or its "
                    "quantised latent, on a grid that scales with the quality like the child's (docs/TRAINING.md).")

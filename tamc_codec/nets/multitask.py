@@ -47,11 +47,13 @@ class NetConfig:
         return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items()})
 
 
-def _norm(kind: str, ch: int) -> nn.Module:
+def _norm(kind: str, ch: int) -> list[nn.Module]:
+    """The normalisation layer(s) to splice into a stack: none adds nothing, so the default
+    network keeps its layer indices and earlier state dicts load."""
     if kind == "none":
-        return nn.Identity()
+        return []
     if kind == "group":
-        return nn.GroupNorm(min(8, ch), ch)
+        return [nn.GroupNorm(min(8, ch), ch)]
     raise ValueError(f"unknown norm {kind!r}")
 
 
@@ -60,14 +62,12 @@ class ResBlock(nn.Module):
         super().__init__()
         self.c1 = nn.Conv2d(ch, ch, 3, padding=1)
         self.c2 = nn.Conv2d(ch, ch, 3, padding=1)
-        if norm != "none":  # absent otherwise, so older state dicts still load
-            self.n1 = _norm(norm, ch)
-            self.n2 = _norm(norm, ch)
+        # Identity has no state, so the default block's state dict is unchanged
+        self.n1 = nn.Sequential(*_norm(norm, ch))
+        self.n2 = nn.Sequential(*_norm(norm, ch))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if hasattr(self, "n1"):
-            return x + self.c2(F.gelu(self.n2(self.c1(F.gelu(self.n1(x))))))
-        return x + self.c2(F.gelu(self.c1(F.gelu(x))))
+        return x + self.c2(F.gelu(self.n2(self.c1(F.gelu(self.n1(x))))))
 
 
 class GroupEncoder(nn.Module):
@@ -77,20 +77,12 @@ class GroupEncoder(nn.Module):
         super().__init__()
         c1, c2, c3 = cfg.encoder_channels
         k = cfg.norm
-        if k == "none":
-            self.net = nn.Sequential(
-                nn.Conv2d(3, c1, 5, stride=2, padding=2), nn.GELU(),
-                nn.Conv2d(c1, c2, 5, stride=2, padding=2), ResBlock(c2), nn.GELU(),
-                nn.Conv2d(c2, c3, 5, stride=2, padding=2), ResBlock(c3), nn.GELU(),
-                nn.Conv2d(c3, cfg.latent_channels, 5, stride=2, padding=2),
-            )
-        else:
-            self.net = nn.Sequential(
-                nn.Conv2d(3, c1, 5, stride=2, padding=2), _norm(k, c1), nn.GELU(),
-                nn.Conv2d(c1, c2, 5, stride=2, padding=2), ResBlock(c2, k), _norm(k, c2), nn.GELU(),
-                nn.Conv2d(c2, c3, 5, stride=2, padding=2), ResBlock(c3, k), _norm(k, c3), nn.GELU(),
-                nn.Conv2d(c3, cfg.latent_channels, 5, stride=2, padding=2),
-            )
+        self.net = nn.Sequential(
+            nn.Conv2d(3, c1, 5, stride=2, padding=2), *_norm(k, c1), nn.GELU(),
+            nn.Conv2d(c1, c2, 5, stride=2, padding=2), ResBlock(c2, k), *_norm(k, c2), nn.GELU(),
+            nn.Conv2d(c2, c3, 5, stride=2, padding=2), ResBlock(c3, k), *_norm(k, c3), nn.GELU(),
+            nn.Conv2d(c3, cfg.latent_channels, 5, stride=2, padding=2),
+        )
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
         # centre the input: the latent's zero then means "average image"
@@ -120,18 +112,11 @@ class TaskDecoder(nn.Module):
         self.task = task
         self.full_res = task in FULL_RES_TASKS
         k = cfg.norm
-        if k == "none":
-            layers: list[nn.Module] = [
-                nn.Conv2d(cfg.latent_channels, d0, 3, padding=1), nn.GELU(),
-                Up(d0, d1), ResBlock(d1), nn.GELU(),   # 1/8
-                Up(d1, d2), ResBlock(d2), nn.GELU(),   # 1/4
-            ]
-        else:
-            layers = [
-                nn.Conv2d(cfg.latent_channels, d0, 3, padding=1), _norm(k, d0), nn.GELU(),
-                Up(d0, d1), ResBlock(d1, k), _norm(k, d1), nn.GELU(),   # 1/8
-                Up(d1, d2), ResBlock(d2, k), _norm(k, d2), nn.GELU(),   # 1/4
-            ]
+        layers: list[nn.Module] = [
+            nn.Conv2d(cfg.latent_channels, d0, 3, padding=1), *_norm(k, d0), nn.GELU(),
+            Up(d0, d1), ResBlock(d1, k), *_norm(k, d1), nn.GELU(),   # 1/8
+            Up(d1, d2), ResBlock(d2, k), *_norm(k, d2), nn.GELU(),   # 1/4
+        ]
         if cfg.global_context:
             self.global_context = nn.Linear(cfg.latent_channels, d0)
         if self.full_res:

@@ -10,6 +10,10 @@ from ..errors import TamcModelError
 
 MODEL_SCHEMA = "tamc.model/1"
 MANIFEST = "manifest.json"
+# What a child's entropy model takes of its decoded parent (docs/MODEL.md); a manifest without
+# "parent_input" means the first, so earlier models keep their ids.
+PARENT_INPUTS = ("dequantised", "quantised")
+DEFAULT_PARENT_INPUT = PARENT_INPUTS[0]
 
 
 def model_id(manifest: dict) -> str:
@@ -39,6 +43,8 @@ def read_manifest(folder: str | Path) -> dict:
             p = m["dag"]["parents"][g]
             if p is not None and m["dag"]["order"].index(p) >= m["dag"]["order"].index(g):
                 raise ValueError(f"parent {p} of {g} comes after it")
+        if m.get("parent_input", DEFAULT_PARENT_INPUT) not in PARENT_INPUTS:
+            raise ValueError(f"unknown parent_input {m['parent_input']!r}")
     except (KeyError, ValueError, TypeError) as exc:
         raise TamcModelError(f"{path}: inconsistent manifest ({exc})") from None
     if m.get("model_id") != model_id(m):

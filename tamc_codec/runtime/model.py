@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import TamcModelError
-from .manifest import file_sha256, read_manifest
+from .manifest import DEFAULT_PARENT_INPUT, file_sha256, read_manifest
 
 #: Where models are looked up by id or name, after the shipped ones (docs/MODEL.md).
 MODEL_PATH_ENV = "TAMC_MODEL_PATH"
@@ -69,9 +69,7 @@ class RuntimeModel:
         self.serving: dict[str, str] = dict(self.manifest["serving"])
         self.qualities = len(self.manifest["qualities"])
         # which form of a decoded parent latent the child's parameter graphs take (docs/MODEL.md)
-        self.parent_input: str = self.manifest.get("parent_input", "dequantised")
-        if self.parent_input not in ("dequantised", "quantised"):
-            raise TamcModelError(f"{self.folder}: unknown parent_input {self.parent_input!r} in manifest.json")
+        self.parent_input: str = self.manifest.get("parent_input", DEFAULT_PARENT_INPUT)
         self.pad = int(self.manifest["padding_multiple"])
         self._sessions: dict[str, object] = {}
         self._verified: set[str] = set()

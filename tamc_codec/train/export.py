@@ -22,7 +22,7 @@ import torch.nn as nn
 
 from ..atomic import atomic_write_bytes
 from ..contract import TASKS, group_tasks
-from ..runtime.manifest import MODEL_SCHEMA, model_id
+from ..runtime.manifest import DEFAULT_PARENT_INPUT, MODEL_SCHEMA, model_id
 from ..tasks.registry import TASK_SPECS
 from .stage2 import CodecModel, load_codec_model
 
@@ -172,8 +172,8 @@ def export_model(codec_pt: str | Path, out_dir: str | Path, *, name: str, proven
         "provenance": provenance or {},
         "files": {fname: hashlib.sha256(data).hexdigest() for fname, data in sorted(files.items())},
     }
-    if model.parent_input != "dequantised":
-        # absent means "dequantised", so the manifests (and ids) of earlier models stay valid
+    if model.parent_input != DEFAULT_PARENT_INPUT:
+        # absent means the default, so the manifests (and ids) of earlier models stay valid
         manifest["parent_input"] = model.parent_input
     manifest["model_id"] = model_id(manifest)
     atomic_write_bytes(out / "manifest.json", (json.dumps(manifest, indent=2) + "\n").encode())

@@ -21,6 +21,7 @@ from ..data.torch_dataset import MultiTaskDataset, collate
 from ..errors import TamcInputError
 from ..nets.entropy_model import GroupEntropyModel
 from ..nets.multitask import MultiGroupModel, count_parameters
+from ..runtime.manifest import DEFAULT_PARENT_INPUT, PARENT_INPUTS
 from ..tasks.losses import task_loss
 from .common import git_commit, load_checkpoint, save_checkpoint, seed_everything, set_threads, write_json
 from .stage1 import TaskMetrics, load_anchor
@@ -28,7 +29,6 @@ from .stage1 import TaskMetrics, load_anchor
 CHECKPOINT = "checkpoint.pt"
 RECORD = "stage2.json"
 DEFAULT_LAMBDAS = (0.04, 0.15, 0.6, 2.5, 16.0)
-PARENT_INPUTS = ("dequantised", "quantised")
 
 
 @dataclass
@@ -54,14 +54,14 @@ class Stage2Config:
     # initial quantisation step of quality 1 and Q, in units of each latent channel's std
     # (GroupEntropyModel.init_gains): std/0.25 codes most elements as zero, std/8 finely
     gain_range: tuple[float, float] = (0.25, 8.0)
-    parent_input: str = "dequantised"  # CodecModel.parent_input
+    parent_input: str = DEFAULT_PARENT_INPUT  # CodecModel.parent_input
 
 
 class CodecModel(nn.Module):
     """The stage-1 network plus one entropy model per group, wired by the DAG."""
 
     def __init__(self, base: MultiGroupModel, parents: dict[str, str | None], order: list[str], qualities: int,
-                 hyper_channels: int = 32, use_global: bool = False, parent_input: str = "dequantised"):
+                 hyper_channels: int = 32, use_global: bool = False, parent_input: str = DEFAULT_PARENT_INPUT):
         super().__init__()
         if parent_input not in PARENT_INPUTS:
             raise ValueError(f"parent_input must be one of {PARENT_INPUTS}, got {parent_input!r}")
@@ -288,7 +288,7 @@ def load_codec_model(path: str | Path) -> CodecModel:
     d = state["describe"]
     base = MultiGroupModel(d["groups"], NetConfig.from_dict(d["config"]), d["serving"])
     model = CodecModel(base, d["parents"], d["order"], d["qualities"], d["hyper_channels"], d["use_global"],
-                       d.get("parent_input", "dequantised"))
+                       d.get("parent_input", DEFAULT_PARENT_INPUT))
     model.load_state_dict(state["model"])
     model.eval()
     return model
