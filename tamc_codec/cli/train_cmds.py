@@ -55,7 +55,7 @@ def train() -> None:
 @click.option("--val-limit", type=int, default=None, help="Validate on the first N images only.")
 @click.option("--latent-channels", type=int, default=64, show_default=True)
 @click.option("--norm", type=click.Choice(["none", "group"]), default="none", show_default=True,
-              help="Normalisation of hidden layers (group: GroupNorm; see docs/MODEL.md).")
+              help="Normalisation of hidden layers (group: GroupNorm; see docs/TRAINING.md).")
 @click.option("--global-context", is_flag=True, help="Decoders also see the latent's spatial mean.")
 @click.option("--max-minutes", type=float, default=None,
               help="Pause (with a checkpoint) after this many minutes; run again to continue.")
