@@ -1,15 +1,19 @@
 """Short single-task stage-1 probes: which training set-up teaches the geometric tasks?
 
-The default recipe learns edge, keypoint and rgb but leaves seg, depth and normal near
-the trivial predictor (benchmarks/results/stage1.json). This trains one encoder and
+The first recipe (96 px crops) learned edge, keypoint and rgb but left seg, depth and
+normal at the trivial predictor (docs/TRAINING.md). This trains one encoder and
 decoder per task (no grouping, no rate) for a few hundred steps under one set-up and
 prints validation loss / trivial loss at the training scale and at the native 256 px:
 
-  crop   random 96 px crops of the native 256 px scenes (the default recipe)
+  crop   random 96 px crops of the native 256 px scenes (the first recipe)
   full   whole scenes, area-downsampled to 128 px (the network sees the entire room)
-  mix    alternate batches of native 128 px crops and whole scenes at 128 px
+  mix    alternate batches of native 128 px crops and whole scenes at 128 px (the recipe now)
+
+With --test, also at the test split's own scale (512 px); --coords gives the networks each
+pixel's position (NetConfig.coords).
 
 Usage:
+  python benchmarks/stage1_probe.py --setup mix --norm group --coords --steps 600 --test data/test
   python benchmarks/stage1_probe.py --setup full --norm group --steps 500
   python benchmarks/stage1_probe.py --setup crop --steps 500 --json out.json
 """
@@ -30,10 +34,13 @@ def main() -> None:
     ap.add_argument("--setup", choices=["crop", "full", "mix"], default="crop")
     ap.add_argument("--norm", choices=["none", "group"], default="none")
     ap.add_argument("--global-context", action="store_true")
+    ap.add_argument("--coords", action="store_true", help="networks see pixel positions (NetConfig.coords)")
     ap.add_argument("--steps", type=int, default=500)
     ap.add_argument("--batch", type=int, default=8)
     ap.add_argument("--lr", type=float, default=2e-3)
     ap.add_argument("--val-images", type=int, default=50)
+    ap.add_argument("--test", help="also evaluate on this folder at its own scale (e.g. data/test, 512 px)")
+    ap.add_argument("--test-images", type=int, default=20)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--json", help="also write the result here")
     args = ap.parse_args()
@@ -58,7 +65,13 @@ def main() -> None:
         return ds, trivial_losses(mean_maps(full, tasks, 256), ds)
 
     vals = {"128": val_at(2), "256": val_at(1)}
-    cfg = NetConfig(norm=args.norm, global_context=args.global_context)
+    if args.test:
+        # the trivial predictor at the test scale: the training mean maps, upsampled
+        test_ds = MultiTaskDataset(args.test, tasks, crop=None, train=False, limit=args.test_images)
+        maps = mean_maps(MultiTaskDataset(args.data, tasks, crop=None, train=False), tasks, 256)
+        maps = {t: _upsample_map(t, m, test_ds.size) for t, m in maps.items()}
+        vals[str(test_ds.size)] = (test_ds, trivial_losses(maps, test_ds))
+    cfg = NetConfig(norm=args.norm, global_context=args.global_context, coords=args.coords)
     model = MultiGroupModel(tasks, cfg)
     opt = torch.optim.Adam(model.parameters(), lr=args.lr)
     # the probe's own loss weights: each task by its trivial loss at the training scale
@@ -67,15 +80,15 @@ def main() -> None:
     t0 = time.perf_counter()
     for step in range(args.steps):
         b = sources[step % len(sources)].random_batch(rng, args.batch)
-        latents = model.encode(b["image"])
-        loss = sum(task_loss(t, model.decode(t, t, latents[t]), b[t]) / weights[t] for t in tasks)
+        latents = model.encode(b["image"], origin=b["origin"])
+        loss = sum(task_loss(t, model.decode(t, t, latents[t], b["origin"]), b[t]) / weights[t] for t in tasks)
         opt.zero_grad()
         loss.backward()
         opt.step()
     train_s = time.perf_counter() - t0
 
     model.eval()
-    result = {"setup": args.setup, "norm": args.norm, "global_context": args.global_context, "steps": args.steps,
+    result = {"setup": args.setup, "norm": args.norm, "global_context": args.global_context, "coords": args.coords, "steps": args.steps,
               "batch": args.batch, "lr": args.lr, "train_s": round(train_s, 1), "loss_over_trivial": {}}
     with torch.no_grad():
         for scale, (ds, trivial) in vals.items():
@@ -91,6 +104,16 @@ def main() -> None:
         from tamc_codec.atomic import atomic_write_bytes
 
         atomic_write_bytes(args.json, (json.dumps(result, indent=1) + "\n").encode())
+
+
+def _upsample_map(task: str, m, size: int):
+    import torch.nn.functional as F
+
+    if m.shape[-1] == size:
+        return m
+    mode = "nearest" if task == "seg" else "bilinear"
+    kw = {} if mode == "nearest" else {"align_corners": False}
+    return F.interpolate(m[None].float(), size=(size, size), mode=mode, **kw)[0].to(m.dtype)
 
 
 if __name__ == "__main__":

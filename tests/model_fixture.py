@@ -23,8 +23,9 @@ def build_tiny_model(root: Path, parent_input: str = "dequantised") -> Path:
     root = Path(root)
     synthesize(root / "train", 6, 64, 0, workers=1)
     synthesize(root / "val", 2, 64, 1_000_000, workers=1)
+    # the shipped recipe's network options, so the codec tests run the graphs they build
     net = NetConfig(latent_channels=8, encoder_channels=(8, 8, 8), decoder_channels=(8, 8, 8),
-                    full_res_channels=8).to_dict()
+                    full_res_channels=8, norm="group", coords=True).to_dict()
     train_stage1(Stage1Config(data=str(root / "train"), val=str(root / "val"), groups=GROUPS, out=str(root / "s1"),
                               steps=6, batch=2, crop=64, warmup=1, eval_every=6, ckpt_every=6, trivial_samples=4,
                               net=net), progress=False)

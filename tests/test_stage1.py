@@ -10,7 +10,7 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from tamc_codec.data.folder import synthesize  # noqa: E402
-from tamc_codec.nets.multitask import MultiGroupModel, NetConfig  # noqa: E402
+from tamc_codec.nets.multitask import MultiGroupModel, NetConfig, coord_grid  # noqa: E402
 from tamc_codec.train.stage1 import Stage1Config, evaluate, load_anchor, train_stage1  # noqa: E402
 
 TINY = NetConfig(latent_channels=8, encoder_channels=(8, 8, 8), decoder_channels=(8, 8, 8), full_res_channels=8).to_dict()
@@ -25,9 +25,9 @@ def folders(tmp_path_factory):
     return root
 
 
-def _cfg(folders, out, steps, **kw):
+def _cfg(folders, out, steps, crop=32, **kw):
     return Stage1Config(data=str(folders / "train"), val=str(folders / "val"), groups=GROUPS, out=str(out),
-                        steps=steps, batch=4, crop=32, lr=3e-3, warmup=2, eval_every=steps, ckpt_every=5,
+                        steps=steps, batch=4, crop=crop, lr=3e-3, warmup=2, eval_every=steps, ckpt_every=5,
                         trivial_samples=6, net=TINY, **kw)
 
 
@@ -67,12 +67,12 @@ def test_training_lowers_loss_and_writes_records(folders, tmp_path):
     assert anchor.serving == rec["serving"]
 
 
-def test_group_norm_and_global_context_export_like_torch():
+def test_group_norm_global_context_and_coords_export_like_torch():
     """The optional layers train, keep old state dicts loading, and run the same under ONNX."""
     ort = pytest.importorskip("onnxruntime")
     from tamc_codec.train.export import _onnx_bytes
 
-    cfg = NetConfig.from_dict({**TINY, "norm": "group", "global_context": True})
+    cfg = NetConfig.from_dict({**TINY, "norm": "group", "global_context": True, "coords": True})
     m = MultiGroupModel(["depth+rgb"], cfg).eval()
     old = MultiGroupModel(["depth+rgb"], NetConfig.from_dict(TINY))
     assert "norm" not in "".join(old.state_dict())  # the default network is unchanged
@@ -90,6 +90,14 @@ def test_group_norm_and_global_context_export_like_torch():
     # the global term really reaches the output: another scene mean, another prediction
     y = enc(torch.rand(1, 3, 64, 64))
     assert not torch.allclose(dec(y)[..., :8, :8], dec(torch.cat([y, y * 3], dim=-1))[..., :8, :8])
+    # positions: a crop told where it came from sees what the whole picture saw there
+    x = torch.rand(1, 3, 64, 64)
+    full = enc.net(torch.cat([x - 0.5, coord_grid(x)], 1))
+    crop = enc(x[..., 16:48, 32:64], torch.tensor([[16.0, 32.0, 64.0, 64.0]]))
+    assert torch.allclose(coord_grid(x[..., 16:48, 32:64], torch.tensor([[16.0, 32.0, 64.0, 64.0]])),
+                          coord_grid(x)[..., 16:48, 32:64])
+    assert crop.shape == (1, 8, 2, 2) and not torch.allclose(crop, enc(x[..., 16:48, 32:64]))
+    assert full.shape == (1, 8, 4, 4)
 
 
 def test_resume_continues_where_it_stopped(folders, tmp_path):
@@ -104,6 +112,28 @@ def test_resume_continues_where_it_stopped(folders, tmp_path):
     # same seed, same batches, same steps: the resumed run ends where the straight one does
     for k in sa:
         torch.testing.assert_close(sa[k], sb[k], rtol=1e-4, atol=1e-5)
+
+
+def test_mixed_views_show_whole_scenes(folders, tmp_path):
+    from tamc_codec.data.torch_dataset import MultiTaskDataset
+    from tamc_codec.errors import TamcInputError
+    from tamc_codec.train.stage1 import training_views
+
+    crops = MultiTaskDataset(folders / "train", ["depth", "rgb"], crop=16, train=True)
+    assert training_views(str(folders / "train"), ["depth", "rgb"], 16, "crop", crops) == [crops]
+    _, scenes = training_views(str(folders / "train"), ["depth", "rgb"], 16, "mix", crops)
+    b = scenes.random_batch(np.random.default_rng(0), 3)
+    assert b["image"].shape == (3, 3, 16, 16)
+    # each whole-scene sample is a full 32 px scene averaged 2x2 (or its mirror image)
+    full = MultiTaskDataset(folders / "train", ["rgb"], train=False)
+    pooled = [torch.nn.functional.avg_pool2d(full.sample(i)["image"][None], 2)[0] for i in range(len(full))]
+    for img in b["image"]:
+        assert any(torch.allclose(img, p, atol=1e-6) or torch.allclose(img, p.flip(-1), atol=1e-6) for p in pooled)
+    with pytest.raises(TamcInputError, match="divides"):
+        training_views(str(folders / "train"), ["rgb"], 20, "mix",
+                       MultiTaskDataset(folders / "train", ["rgb"], crop=20, train=True))
+    rec = train_stage1(_cfg(folders, tmp_path / "mix", 6, crop=16, views="mix"), progress=False)
+    assert rec["steps"] == 6 and rec["config"]["views"] == "mix"
 
 
 def _free_port() -> int:

@@ -29,7 +29,7 @@ import numpy as np
 from ..contract import TASKS
 from ..errors import TamcInputError
 from ..lookahead.dag import fixed_dag
-from ..runtime.manifest import DEFAULT_PARENT_INPUT, PARENT_INPUTS
+from ..runtime.manifest import PARENT_INPUTS
 from . import curves
 
 SCHEMA = "tamc.ablation/1"
@@ -43,14 +43,15 @@ class AblationBudget:
     stage1_steps: int = 600
     entropy_steps: int = 600
     batch: int = 8
-    crop: int = 96
+    crop: int = 128
+    views: str = "mix"  # Stage1Config.views, as the main recipe
     random_dags: int = 1
     seed: int = 0
     hyper_channels: int = 32
     lambdas: list[float] = field(default_factory=lambda: [0.04, 0.15, 0.6, 2.5, 16.0])
     val_limit: int | None = 50
     trivial_samples: int = 256
-    parent_input: str = DEFAULT_PARENT_INPUT  # Stage2Config.parent_input of the DAG variants
+    parent_input: str = "quantised"  # Stage2Config.parent_input of the DAG variants, as bin/train-default
 
 
 def random_dag(groups: list[str], rng: np.random.Generator, avoid: dict | None = None, tries: int = 50) -> dict:
@@ -70,9 +71,16 @@ def _write_json(path: Path, obj: dict) -> None:
     path.write_text(json.dumps(obj, indent=2) + "\n")
 
 
+KINDS = ("dag", "grouping")
+
+
 def train_ablation(anchor: str | Path, dag: str | Path, data: str | Path, val: str | Path, out: str | Path,
-                   budget: AblationBudget | None = None, *, progress: bool = True, log=print) -> dict:
-    """Train every ablation variant into `out` (resumable: finished variants are kept)."""
+                   budget: AblationBudget | None = None, *, kinds: tuple[str, ...] = KINDS, progress: bool = True,
+                   log=print) -> dict:
+    """Train the ablation variants of `kinds` into `out` (resumable: finished variants are kept).
+
+    The manifest lists the variants trained so far, so the DAG variants (entropy models
+    only, minutes) can be benchmarked before the grouping variants (two stage-1 runs)."""
     import torch
 
     from ..nets.multitask import coded_groups
@@ -96,14 +104,14 @@ def train_ablation(anchor: str | Path, dag: str | Path, data: str | Path, val: s
             log(f"ablation {name}: entropy models ({b.entropy_steps} steps, transforms frozen)")
             train_stage2(Stage2Config(anchor=str(anchor_pt), dag=str(dag_file), data=str(data), val=str(val),
                                       out=str(folder), lambdas=list(b.lambdas), steps_entropy=b.entropy_steps,
-                                      steps_finetune=0, batch=b.batch, crop=b.crop, seed=b.seed,
+                                      steps_finetune=0, batch=b.batch, crop=b.crop, views=b.views, seed=b.seed,
                                       hyper_channels=b.hyper_channels, no_parents=no_parents,
                                       parent_input=b.parent_input,
                                       val_limit=b.val_limit, ckpt_every=max(200, b.entropy_steps)),
                          progress=progress, log=log)
         return folder / "codec.pt"
 
-    dag_files = {"chosen": Path(dag)}
+    dag_files = {"chosen": Path(dag)} if "dag" in kinds else {}
     for k in range(b.random_dags):
         f = out / f"dag-random-{k + 1}.json"
         if not f.exists():
@@ -115,16 +123,18 @@ def train_ablation(anchor: str | Path, dag: str | Path, data: str | Path, val: s
         parents = json.loads(f.read_text())["parents"]
         variants.append({"kind": "dag", "name": name, "codec": str(codec.relative_to(out)), "dag": str(f),
                          "parents": {g: parents.get(g) for g in groups}})
-    codec = stage2("dag-none", Path(anchor), Path(dag), no_parents=True)
-    variants.append({"kind": "dag", "name": "none", "codec": str(codec.relative_to(out)), "dag": None,
-                     "parents": {g: None for g in groups}})
+    if "dag" in kinds:
+        codec = stage2("dag-none", Path(anchor), Path(dag), no_parents=True)
+        variants.append({"kind": "dag", "name": "none", "codec": str(codec.relative_to(out)), "dag": None,
+                         "parents": {g: None for g in groups}})
 
-    for name, gs in (("grouped", all_groups), ("single", list(tasks))):
+    for name, gs in (("grouped", all_groups), ("single", list(tasks))) if "grouping" in kinds else ():
         folder = out / f"group-{name}"
         if not (folder / "s1" / "anchor.pt").exists():
             log(f"ablation {name}: stage 1 on groups {', '.join(gs)} ({b.stage1_steps} steps)")
             train_stage1(Stage1Config(data=str(data), val=str(val), groups=gs, out=str(folder / "s1"),
-                                      steps=b.stage1_steps, batch=b.batch, crop=b.crop, seed=b.seed,
+                                      steps=b.stage1_steps, batch=b.batch, crop=b.crop, views=b.views,
+                                      seed=b.seed,
                                       warmup=min(200, max(1, b.stage1_steps // 10)), eval_every=b.stage1_steps,
                                       ckpt_every=max(200, b.stage1_steps), val_limit=b.val_limit,
                                       trivial_samples=b.trivial_samples, net=net), progress=progress, log=log)
@@ -290,13 +300,18 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--val-limit", type=int, default=d.val_limit)
     p.add_argument("--lambdas", default=",".join(str(x) for x in d.lambdas))
     p.add_argument("--parent-input", choices=PARENT_INPUTS, default=d.parent_input)
+    p.add_argument("--views", choices=["crop", "mix"], default=d.views)
+    p.add_argument("--kinds", default=",".join(KINDS), help="variants to train: dag, grouping or both")
     p.add_argument("--quiet", action="store_true")
     a = p.parse_args(argv)
     budget = AblationBudget(stage1_steps=a.stage1_steps, entropy_steps=a.entropy_steps, batch=a.batch, crop=a.crop,
                             random_dags=a.random_dags, seed=a.seed, hyper_channels=a.hyper_channels,
                             lambdas=[float(x) for x in a.lambdas.split(",")], val_limit=a.val_limit,
-                            trivial_samples=a.trivial_samples, parent_input=a.parent_input)
-    m = train_ablation(a.anchor, a.dag, a.data, a.val, a.out, budget, progress=not a.quiet)
+                            trivial_samples=a.trivial_samples, parent_input=a.parent_input, views=a.views)
+    kinds = tuple(k.strip() for k in a.kinds.split(",") if k.strip())
+    if not kinds or set(kinds) - set(KINDS):
+        p.error(f"--kinds takes {' and/or '.join(KINDS)}")
+    m = train_ablation(a.anchor, a.dag, a.data, a.val, a.out, budget, kinds=kinds, progress=not a.quiet)
     print(f"wrote {Path(a.out) / MANIFEST}: {len(m['variants'])} variants")
 
 

@@ -48,6 +48,9 @@ def train() -> None:
 @click.option("--steps", type=int, default=6000, show_default=True)
 @click.option("--batch", type=int, default=8, show_default=True, help="Images per step (per process).")
 @click.option("--crop", type=int, default=128, show_default=True, help="Random crop side for training.")
+@click.option("--views", type=click.Choice(["crop", "mix"]), default="crop", show_default=True,
+              help="crop: random crops at the scenes' scale; mix: every other batch whole scenes "
+                   "downsampled to the crop side (the networks see entire rooms).")
 @click.option("--lr", type=float, default=2e-3, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--eval-every", type=int, default=1000, show_default=True)
@@ -57,11 +60,13 @@ def train() -> None:
 @click.option("--norm", type=click.Choice(["none", "group"]), default="none", show_default=True,
               help="Normalisation of hidden layers (group: GroupNorm; see docs/TRAINING.md).")
 @click.option("--global-context", is_flag=True, help="Decoders also see the latent's spatial mean.")
+@click.option("--coords", is_flag=True,
+              help="Encoders and decoders also see each pixel's position in the picture (docs/TRAINING.md).")
 @click.option("--max-minutes", type=float, default=None,
               help="Pause (with a checkpoint) after this many minutes; run again to continue.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
-def stage1(data, val, grouping, groups, out, steps, batch, crop, lr, seed, eval_every, ckpt_every, val_limit,
-           latent_channels, norm, global_context, max_minutes, quiet) -> None:
+def stage1(data, val, grouping, groups, out, steps, batch, crop, views, lr, seed, eval_every, ckpt_every, val_limit,
+           latent_channels, norm, global_context, coords, max_minutes, quiet) -> None:
     """Stage 1: train group encoders and task decoders on the task losses (no rate term).
 
     \b
@@ -76,9 +81,10 @@ def stage1(data, val, grouping, groups, out, steps, batch, crop, lr, seed, eval_
     from ..train.stage1 import Stage1Config, train_stage1
 
     group_list, assignment = _groups_from(grouping, groups)
-    net = NetConfig(latent_channels=latent_channels, norm=norm, global_context=global_context).to_dict()
-    cfg = Stage1Config(data=data, val=val, groups=group_list, out=out, steps=steps, batch=batch, crop=crop, lr=lr,
-                       seed=seed, eval_every=eval_every, ckpt_every=ckpt_every, val_limit=val_limit, net=net,
+    net = NetConfig(latent_channels=latent_channels, norm=norm, global_context=global_context,
+                    coords=coords).to_dict()
+    cfg = Stage1Config(data=data, val=val, groups=group_list, out=out, steps=steps, batch=batch, crop=crop, views=views,
+                       lr=lr, seed=seed, eval_every=eval_every, ckpt_every=ckpt_every, val_limit=val_limit, net=net,
                        grouping_file=grouping, lookahead_assignment=assignment)
     rec = train_stage1(cfg, progress=not quiet, log=lambda m: click.echo(m, err=True), max_minutes=max_minutes)
     if rec and not rec.get("paused"):
@@ -103,6 +109,8 @@ def stage1(data, val, grouping, groups, out, steps, batch, crop, lr, seed, eval_
 @click.option("--steps-finetune", type=int, default=2000, show_default=True, help="Phase B: everything.")
 @click.option("--batch", type=int, default=8, show_default=True)
 @click.option("--crop", type=int, default=128, show_default=True)
+@click.option("--views", type=click.Choice(["crop", "mix"]), default="crop", show_default=True,
+              help="As in stage 1: use what the anchor was trained on.")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--global-context/--no-global-context", default=False, show_default=True,
               help="Eq. 12's attention from the parent to the child's anchors (second pass).")
@@ -113,8 +121,8 @@ def stage1(data, val, grouping, groups, out, steps, batch, crop, lr, seed, eval_
                    "quantised latent, on a grid that scales with the quality like the child's (docs/TRAINING.md).")
 @click.option("--val-limit", type=int, default=None, help="Validate on the first N images only.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
-def stage2(anchor, dag_file, data, val, out, lambdas, steps_entropy, steps_finetune, batch, crop, seed,
-           global_context, no_parents, parent_input, val_limit, quiet) -> None:
+def stage2(anchor, dag_file, data, val, out, lambdas, steps_entropy, steps_finetune, batch, crop, views,
+           seed, global_context, no_parents, parent_input, val_limit, quiet) -> None:
     """Stage 2: entropy models along the DAG, then rate-distortion fine-tuning.
 
     \b
@@ -133,7 +141,7 @@ def stage2(anchor, dag_file, data, val, out, lambdas, steps_entropy, steps_finet
         raise TamcInputError("--lambdas must be at least two increasing positive numbers")
     cfg = Stage2Config(anchor=anchor, dag=dag_file, data=data, val=val, out=out, lambdas=lams,
                        steps_entropy=steps_entropy, steps_finetune=steps_finetune, batch=batch, crop=crop,
-                       seed=seed, use_global=global_context, no_parents=no_parents, parent_input=parent_input,
+                       views=views, seed=seed, use_global=global_context, no_parents=no_parents, parent_input=parent_input,
                        val_limit=val_limit)
     rec = train_stage2(cfg, progress=not quiet, log=lambda m: click.echo(m, err=True))
     if rec and not rec.get("paused"):

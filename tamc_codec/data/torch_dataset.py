@@ -68,6 +68,10 @@ class MultiTaskDataset(torch.utils.data.Dataset):
             del out["rgb"]
         if self.downsample > 1:
             out = {k: _down(k, v, self.downsample) for k, v in out.items()}
+        # where the sample sits in its (mirrored) scene, in the sample's own pixels:
+        # top, left, scene height, scene width (nets.multitask.coord_grid)
+        left = self.size - x - c if flip else x
+        out["origin"] = torch.tensor([y, left, self.size, self.size], dtype=torch.float32) / self.downsample
         return out
 
     def random_batch(self, rng: np.random.Generator, batch: int) -> dict[str, torch.Tensor]:

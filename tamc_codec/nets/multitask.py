@@ -38,6 +38,11 @@ class NetConfig:
     # a whole-scene cue (room size for depth, layout for seg) that a 1/16-resolution
     # receptive field cannot see.
     global_context: bool = False
+    # The encoder and the decoders also see each pixel's position in the image (two
+    # channels, -1..1 across the whole picture). Room layout ties seg, depth and normal to
+    # position: the per-pixel-mean baseline knows it, a translation-invariant network does
+    # not, and random training crops hide it altogether unless told where they came from.
+    coords: bool = False
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -45,6 +50,30 @@ class NetConfig:
     @classmethod
     def from_dict(cls, d: dict) -> "NetConfig":
         return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items()})
+
+
+def coord_grid(like: torch.Tensor, origin: torch.Tensor | None = None) -> torch.Tensor:
+    """(N, 2, h, w) pixel-centre positions (y, x) in -1..1 across the whole picture.
+
+    `origin` (N, 4): top, left, full height, full width of the picture `like` was cut from,
+    in `like`'s own pixels; None means `like` is the whole picture. Built from the input's
+    shape with arange so the exported graphs take any image size.
+    """
+    n, _, h, w = like.shape
+    ys = torch.arange(h, dtype=like.dtype, device=like.device) + 0.5
+    xs = torch.arange(w, dtype=like.dtype, device=like.device) + 0.5
+    if origin is None:
+        gy = (2 * ys / h - 1).view(1, 1, h, 1).expand(n, 1, h, w)
+        gx = (2 * xs / w - 1).view(1, 1, 1, w).expand(n, 1, h, w)
+    else:
+        o = origin.to(like.dtype)
+        gy = (2 * (ys[None] + o[:, :1]) / o[:, 2:3] - 1).view(n, 1, h, 1).expand(n, 1, h, w)
+        gx = (2 * (xs[None] + o[:, 1:2]) / o[:, 3:4] - 1).view(n, 1, 1, w).expand(n, 1, h, w)
+    return torch.cat([gy, gx], 1)
+
+
+def _scaled_origin(origin: torch.Tensor | None, factor: int) -> torch.Tensor | None:
+    return None if origin is None else origin / factor
 
 
 def _norm(kind: str, ch: int) -> list[nn.Module]:
@@ -77,16 +106,20 @@ class GroupEncoder(nn.Module):
         super().__init__()
         c1, c2, c3 = cfg.encoder_channels
         k = cfg.norm
+        self.coords = cfg.coords
         self.net = nn.Sequential(
-            nn.Conv2d(3, c1, 5, stride=2, padding=2), *_norm(k, c1), nn.GELU(),
+            nn.Conv2d(5 if cfg.coords else 3, c1, 5, stride=2, padding=2), *_norm(k, c1), nn.GELU(),
             nn.Conv2d(c1, c2, 5, stride=2, padding=2), ResBlock(c2, k), *_norm(k, c2), nn.GELU(),
             nn.Conv2d(c2, c3, 5, stride=2, padding=2), ResBlock(c3, k), *_norm(k, c3), nn.GELU(),
             nn.Conv2d(c3, cfg.latent_channels, 5, stride=2, padding=2),
         )
 
-    def forward(self, image: torch.Tensor) -> torch.Tensor:
+    def forward(self, image: torch.Tensor, origin: torch.Tensor | None = None) -> torch.Tensor:
         # centre the input: the latent's zero then means "average image"
-        return self.net(image - 0.5)
+        x = image - 0.5
+        if self.coords:
+            x = torch.cat([x, coord_grid(x, origin)], 1)
+        return self.net(x)
 
 
 class Up(nn.Module):
@@ -112,8 +145,9 @@ class TaskDecoder(nn.Module):
         self.task = task
         self.full_res = task in FULL_RES_TASKS
         k = cfg.norm
+        self.coords = cfg.coords
         layers: list[nn.Module] = [
-            nn.Conv2d(cfg.latent_channels, d0, 3, padding=1), *_norm(k, d0), nn.GELU(),
+            nn.Conv2d(cfg.latent_channels + (2 if cfg.coords else 0), d0, 3, padding=1), *_norm(k, d0), nn.GELU(),
             Up(d0, d1), ResBlock(d1, k), *_norm(k, d1), nn.GELU(),   # 1/8
             Up(d1, d2), ResBlock(d2, k), *_norm(k, d2), nn.GELU(),   # 1/4
         ]
@@ -127,12 +161,16 @@ class TaskDecoder(nn.Module):
             layers += [nn.Conv2d(d2, out, 3, padding=1)]
         self.net = nn.Sequential(*layers)
 
-    def forward(self, latent: torch.Tensor) -> torch.Tensor:
+    def forward(self, latent: torch.Tensor, origin: torch.Tensor | None = None) -> torch.Tensor:
+        x = latent
+        if self.coords:
+            # origin is in image pixels; the latent is LATENT_STRIDE times smaller
+            x = torch.cat([latent, coord_grid(latent, _scaled_origin(origin, LATENT_STRIDE))], 1)
         if hasattr(self, "global_context"):
-            h = self.net[0](latent) + self.global_context(latent.mean(dim=(2, 3)))[:, :, None, None]
+            h = self.net[0](x) + self.global_context(latent.mean(dim=(2, 3)))[:, :, None, None]
             y = self.net[1:](h)
         else:
-            y = self.net(latent)
+            y = self.net(x)
         if not self.full_res:
             y = F.interpolate(y, scale_factor=4, mode="bilinear", align_corners=False)
         if self.task == "rgb":
@@ -170,16 +208,18 @@ class MultiGroupModel(nn.Module):
         """The groups that serve at least one task, in model order: the ones worth coding."""
         return coded_groups(self.groups, self.serving)
 
-    def encode(self, image: torch.Tensor, groups: list[str] | None = None) -> dict[str, torch.Tensor]:
-        return {g: self.encoders[_key(g)](image) for g in (groups or self.groups)}
+    def encode(self, image: torch.Tensor, groups: list[str] | None = None,
+               origin: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        """`origin`: where crops sit in their scenes (coord_grid); None for whole pictures."""
+        return {g: self.encoders[_key(g)](image, origin) for g in (groups or self.groups)}
 
-    def decode(self, group: str, task: str, latent: torch.Tensor) -> torch.Tensor:
-        return self.decoders[_key(group)][task](latent)
+    def decode(self, group: str, task: str, latent: torch.Tensor, origin: torch.Tensor | None = None) -> torch.Tensor:
+        return self.decoders[_key(group)][task](latent, origin)
 
-    def forward(self, image: torch.Tensor) -> dict[tuple[str, str], torch.Tensor]:
+    def forward(self, image: torch.Tensor, origin: torch.Tensor | None = None) -> dict[tuple[str, str], torch.Tensor]:
         """Predictions of every (group, task) pair, for training."""
-        latents = self.encode(image)
-        return {(g, t): self.decode(g, t, latents[g]) for g in self.groups for t in group_tasks(g)}
+        latents = self.encode(image, origin=origin)
+        return {(g, t): self.decode(g, t, latents[g], origin) for g in self.groups for t in group_tasks(g)}
 
     def describe(self) -> dict:
         return {"groups": self.groups, "serving": self.serving, "config": self.cfg.to_dict()}

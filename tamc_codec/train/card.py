@@ -61,9 +61,16 @@ def write_card(run: Path, model: Path, quality_json: Path) -> str:
                      f"groups {', '.join('`' + g + '`' for g in grouping.get('groups', []))}.")
     if s1:
         c = s1["config"]
-        lines.append(f"- Stage 1: {s1['steps']} steps × batch {c['batch']} of {c['crop']}² crops, lr {c['lr']}, "
-                     f"seed {c['seed']}; {s1['seconds'] / 60:.1f} min at {s1['images_per_s']} images/s, "
-                     f"{s1['parameters'] / 1e6:.2f} M parameters; serving groups chosen by validation loss.")
+        views = (f"{c['crop']}² crops" if c.get("views", "crop") == "crop"
+                 else f"{c['crop']}² crops alternating with whole scenes downsampled to {c['crop']}²")
+        net = c.get("net", {})
+        options = [o for o, on in (("GroupNorm", net.get("norm") == "group"), ("pixel positions", net.get("coords")),
+                                   ("global context", net.get("global_context"))) if on]
+        lines.append(f"- Stage 1: {s1['steps']} steps × batch {c['batch']} of {views}, lr {c['lr']}, "
+                     f"seed {c['seed']}; networks {net.get('latent_channels', '?')}-channel latents"
+                     f"{' with ' + ', '.join(options) if options else ''}; {s1['seconds'] / 60:.1f} min at "
+                     f"{s1['images_per_s']} images/s, {s1['parameters'] / 1e6:.2f} M parameters; serving groups "
+                     f"chosen by validation loss.")
         uncoded = [g for g in s1.get("groups", []) if g not in manifest["groups"]]
         if uncoded:
             lines.append(f"- Not coded: {', '.join('`' + g + '`' for g in uncoded)} (trained in stage 1, but every "
@@ -74,7 +81,8 @@ def write_card(run: Path, model: Path, quality_json: Path) -> str:
     if s2:
         c = s2["config"]
         lines.append(f"- Stage 2: {c['steps_entropy']} steps entropy models only + {c['steps_finetune']} steps "
-                     f"fine-tuning, λ = {c['lambdas']}, global context {'on' if c['use_global'] else 'off'}; "
+                     f"fine-tuning, λ = {c['lambdas']}, global context {'on' if c['use_global'] else 'off'}, "
+                     f"parent input {c.get('parent_input', 'dequantised')}; "
                      f"{s2['seconds'] / 60:.1f} min.")
     lines.append(f"- Hardware: {platform.machine()} CPU, recorded by `bin/train-default`.")
     if q:

@@ -42,6 +42,11 @@ class Stage1Config:
     steps: int = 6000
     batch: int = 8
     crop: int = 128
+    # "crop": random crops of side `crop` at the scenes' own scale. "mix": every other
+    # batch is whole scenes area-downsampled to side `crop` instead, so the networks also
+    # see entire rooms (absolute depth and layout are out of view in a crop) and a second
+    # scale (docs/TRAINING.md, probes).
+    views: str = "crop"
     lr: float = 2e-3
     warmup: int = 200
     seed: int = 0
@@ -200,6 +205,23 @@ def dump_latents(model: MultiGroupModel, val: MultiTaskDataset, path: Path, batc
 
 # --------------------------------------------------------------------------- training
 
+VIEWS = ("crop", "mix")
+
+
+def training_views(data: str, tasks: list[str], crop: int, views: str,
+                   crops: MultiTaskDataset) -> list[MultiTaskDataset]:
+    """The datasets that training batches alternate between (Stage1Config.views)."""
+    if views == "crop":
+        return [crops]
+    if views != "mix":
+        raise TamcInputError(f"unknown views {views!r} (known: {', '.join(VIEWS)})")
+    if crop >= crops.size or crops.size % crop:
+        raise TamcInputError(f"--views mix needs a crop that divides the scene size ({crops.size}) "
+                             f"into whole scenes at a smaller scale; got --crop {crop}")
+    scenes = MultiTaskDataset(data, tasks, crop=None, train=True, downsample=crops.size // crop)
+    return [crops, scenes]
+
+
 
 def _lr_at(cfg: Stage1Config, step: int) -> float:
     if step < cfg.warmup:
@@ -226,6 +248,7 @@ def train_stage1(cfg: Stage1Config, *, progress: bool = True, log=print, stop_af
     val_ds = MultiTaskDataset(cfg.val, tasks, train=False, limit=cfg.val_limit)
     if train_ds.size < cfg.crop:
         raise TamcInputError(f"--crop {cfg.crop} is larger than the training images ({train_ds.size})")
+    sources = training_views(cfg.data, tasks, cfg.crop, cfg.views, train_ds)
 
     model = MultiGroupModel(cfg.groups, NetConfig.from_dict(cfg.net))
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=1e-4)
@@ -270,11 +293,11 @@ def train_stage1(cfg: Stage1Config, *, progress: bool = True, log=print, stop_af
             stopped_early = True
             break
         t0 = time.perf_counter()
-        b = train_ds.random_batch(rng, cfg.batch)
+        b = sources[step % len(sources)].random_batch(rng, cfg.batch)
         t1 = time.perf_counter()
         for group in opt.param_groups:
             group["lr"] = _lr_at(cfg, step)
-        preds = net(b["image"])
+        preds = net(b["image"], b["origin"])
         losses = {}
         total = 0.0
         for (g, t), p in preds.items():

@@ -24,7 +24,7 @@ from ..nets.multitask import MultiGroupModel, count_parameters
 from ..runtime.manifest import DEFAULT_PARENT_INPUT, PARENT_INPUTS
 from ..tasks.losses import task_loss
 from .common import git_commit, load_checkpoint, save_checkpoint, seed_everything, set_threads, write_json
-from .stage1 import TaskMetrics, load_anchor
+from .stage1 import TaskMetrics, load_anchor, training_views
 
 CHECKPOINT = "checkpoint.pt"
 RECORD = "stage2.json"
@@ -43,6 +43,7 @@ class Stage2Config:
     steps_finetune: int = 2000
     batch: int = 8
     crop: int = 128
+    views: str = "crop"  # as Stage1Config.views: fine-tuning sees what stage 1 saw
     lr: float = 1e-3
     lr_finetune: float = 2e-4
     seed: int = 0
@@ -83,9 +84,12 @@ class CodecModel(nn.Module):
     def em(self, g: str) -> GroupEntropyModel:
         return self.entropy[g.replace("+", "_")]
 
-    def forward(self, image: torch.Tensor, q: torch.Tensor, tasks: dict[str, list[str]] | None = None) -> dict:
-        """Predictions of each group's served tasks and the bits of every layer."""
-        latents = self.base.encode(image, self.order)
+    def forward(self, image: torch.Tensor, q: torch.Tensor, tasks: dict[str, list[str]] | None = None,
+                origin: torch.Tensor | None = None) -> dict:
+        """Predictions of each group's served tasks and the bits of every layer.
+
+        `origin`: where training crops sit in their scenes (nets.multitask.coord_grid)."""
+        latents = self.base.encode(image, self.order, origin)
         context: dict[str, torch.Tensor] = {}
         bits = {}
         preds = {}
@@ -95,7 +99,7 @@ class CodecModel(nn.Module):
             context[g] = out["y_hat"] if self.parent_input == "quantised" else out["y_dec"]
             bits[g] = out["bits_y"] + out["bits_z"]
             for t in (tasks or {}).get(g, []):
-                preds[(g, t)] = self.base.decode(g, t, out["y_dec"])
+                preds[(g, t)] = self.base.decode(g, t, out["y_dec"], origin)
         return {"preds": preds, "bits": bits}
 
 
@@ -106,7 +110,8 @@ def init_gains_from_data(model: CodecModel, ds: MultiTaskDataset, rng: np.random
     model.base.eval()
     chunks: dict[str, list[torch.Tensor]] = {g: [] for g in model.order}
     for _ in range(batches):
-        latents = model.base.encode(ds.random_batch(rng, batch)["image"], model.order)
+        b = ds.random_batch(rng, batch)
+        latents = model.base.encode(b["image"], model.order, b["origin"])
         for g, y in latents.items():
             chunks[g].append(y.transpose(0, 1).flatten(1))
     for g in model.order:
@@ -177,6 +182,7 @@ def train_stage2(cfg: Stage2Config, *, progress: bool = True, log=print, stop_af
     tasks = served_tasks(base)
     needed = sorted({t for ts in tasks.values() for t in ts})
     train_ds = MultiTaskDataset(cfg.data, needed, crop=cfg.crop, train=True)
+    sources = training_views(cfg.data, needed, cfg.crop, cfg.views, train_ds)
     val_ds = MultiTaskDataset(cfg.val, needed, train=False, limit=cfg.val_limit)
     lambdas = torch.tensor(cfg.lambdas)
 
@@ -223,14 +229,14 @@ def train_stage2(cfg: Stage2Config, *, progress: bool = True, log=print, stop_af
         for p in model.base.parameters():
             p.requires_grad_(not frozen)
         model.base.train(not frozen)
-        b = train_ds.random_batch(rng, cfg.batch)
+        b = sources[step % len(sources)].random_batch(rng, cfg.batch)
         k = b["image"].shape[0]
         q = torch.from_numpy(rng.integers(0, q_count, k))
         lr_scale = 0.5 * (1 + math.cos(math.pi * ((step - (0 if frozen else cfg.steps_entropy))
                                                  / max(1, cfg.steps_entropy if frozen else cfg.steps_finetune))))
         for gparam in opt.param_groups:
             gparam["lr"] = (cfg.lr if frozen else cfg.lr_finetune) * (0.05 + 0.95 * lr_scale)
-        res = model(b["image"], q, tasks)
+        res = model(b["image"], q, tasks, b["origin"])
         pixels = b["image"].shape[-1] * b["image"].shape[-2]
         bpp = sum(res["bits"].values()) / pixels                     # (k,)
         dist = torch.zeros(k)
