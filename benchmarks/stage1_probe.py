@@ -35,6 +35,8 @@ def main() -> None:
     ap.add_argument("--norm", choices=["none", "group"], default="none")
     ap.add_argument("--global-context", action="store_true")
     ap.add_argument("--coords", action="store_true", help="networks see pixel positions (NetConfig.coords)")
+    ap.add_argument("--scene-tasks", default=None,
+                    help="with --setup mix: tasks scored on the whole-scene batches (default: all; '' for none)")
     ap.add_argument("--steps", type=int, default=500)
     ap.add_argument("--batch", type=int, default=8)
     ap.add_argument("--lr", type=float, default=2e-3)
@@ -80,15 +82,20 @@ def main() -> None:
     t0 = time.perf_counter()
     for step in range(args.steps):
         b = sources[step % len(sources)].random_batch(rng, args.batch)
+        scored = tasks
+        if args.scene_tasks is not None and sources[step % len(sources)] is scenes:
+            scored = [t for t in tasks if t in args.scene_tasks.split(",")]
+            if not scored:
+                continue
         latents = model.encode(b["image"], origin=b["origin"])
-        loss = sum(task_loss(t, model.decode(t, t, latents[t], b["origin"]), b[t]) / weights[t] for t in tasks)
+        loss = sum(task_loss(t, model.decode(t, t, latents[t], b["origin"]), b[t]) / weights[t] for t in scored)
         opt.zero_grad()
         loss.backward()
         opt.step()
     train_s = time.perf_counter() - t0
 
     model.eval()
-    result = {"setup": args.setup, "norm": args.norm, "global_context": args.global_context, "coords": args.coords, "steps": args.steps,
+    result = {"setup": args.setup, "norm": args.norm, "global_context": args.global_context, "coords": args.coords, "scene_tasks": args.scene_tasks, "steps": args.steps,
               "batch": args.batch, "lr": args.lr, "train_s": round(train_s, 1), "loss_over_trivial": {}}
     with torch.no_grad():
         for scale, (ds, trivial) in vals.items():
