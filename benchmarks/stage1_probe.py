@@ -114,13 +114,12 @@ def main() -> None:
 
 
 def _upsample_map(task: str, m, size: int):
+    """task_loss resizes other maps bilinearly itself; the seg prior keeps its class borders."""
     import torch.nn.functional as F
 
-    if m.shape[-1] == size:
+    if task != "seg" or m.shape[-1] == size:
         return m
-    mode = "nearest" if task == "seg" else "bilinear"
-    kw = {} if mode == "nearest" else {"align_corners": False}
-    return F.interpolate(m[None].float(), size=(size, size), mode=mode, **kw)[0].to(m.dtype)
+    return F.interpolate(m[None], size=(size, size), mode="nearest")[0]
 
 
 if __name__ == "__main__":

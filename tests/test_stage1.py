@@ -120,8 +120,8 @@ def test_mixed_views_show_whole_scenes(folders, tmp_path):
     from tamc_codec.train.stage1 import training_views
 
     crops = MultiTaskDataset(folders / "train", ["depth", "rgb"], crop=16, train=True)
-    assert training_views(str(folders / "train"), ["depth", "rgb"], 16, "crop", crops) == [crops]
-    _, scenes = training_views(str(folders / "train"), ["depth", "rgb"], 16, "mix", crops)
+    assert training_views(crops, str(folders / "train"), "crop") == [crops]
+    _, scenes = training_views(crops, str(folders / "train"), "mix")
     b = scenes.random_batch(np.random.default_rng(0), 3)
     assert b["image"].shape == (3, 3, 16, 16)
     # each whole-scene sample is a full 32 px scene averaged 2x2 (or its mirror image)
@@ -130,8 +130,7 @@ def test_mixed_views_show_whole_scenes(folders, tmp_path):
     for img in b["image"]:
         assert any(torch.allclose(img, p, atol=1e-6) or torch.allclose(img, p.flip(-1), atol=1e-6) for p in pooled)
     with pytest.raises(TamcInputError, match="divides"):
-        training_views(str(folders / "train"), ["rgb"], 20, "mix",
-                       MultiTaskDataset(folders / "train", ["rgb"], crop=20, train=True))
+        training_views(MultiTaskDataset(folders / "train", ["rgb"], crop=20, train=True), str(folders / "train"), "mix")
     rec = train_stage1(_cfg(folders, tmp_path / "mix", 6, crop=16, views="mix"), progress=False)
     assert rec["steps"] == 6 and rec["config"]["views"] == "mix"
 

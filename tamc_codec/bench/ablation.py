@@ -30,6 +30,7 @@ from ..contract import TASKS
 from ..errors import TamcInputError
 from ..lookahead.dag import fixed_dag
 from ..runtime.manifest import PARENT_INPUTS
+from ..train import VIEWS
 from . import curves
 
 SCHEMA = "tamc.ablation/1"
@@ -300,7 +301,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--val-limit", type=int, default=d.val_limit)
     p.add_argument("--lambdas", default=",".join(str(x) for x in d.lambdas))
     p.add_argument("--parent-input", choices=PARENT_INPUTS, default=d.parent_input)
-    p.add_argument("--views", choices=["crop", "mix"], default=d.views)
+    p.add_argument("--views", choices=VIEWS, default=d.views)
     p.add_argument("--kinds", default=",".join(KINDS), help="variants to train: dag, grouping or both")
     p.add_argument("--quiet", action="store_true")
     a = p.parse_args(argv)

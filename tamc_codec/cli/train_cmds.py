@@ -7,6 +7,7 @@ import click
 
 from ..errors import TamcInputError
 from ..runtime.manifest import DEFAULT_PARENT_INPUT, PARENT_INPUTS
+from ..train import VIEWS
 
 
 def _groups_from(grouping: str | None, groups: str | None) -> tuple[list[str], dict | None]:
@@ -48,7 +49,7 @@ def train() -> None:
 @click.option("--steps", type=int, default=6000, show_default=True)
 @click.option("--batch", type=int, default=8, show_default=True, help="Images per step (per process).")
 @click.option("--crop", type=int, default=128, show_default=True, help="Random crop side for training.")
-@click.option("--views", type=click.Choice(["crop", "mix"]), default="crop", show_default=True,
+@click.option("--views", type=click.Choice(VIEWS), default="crop", show_default=True,
               help="crop: random crops at the scenes' scale; mix: every other batch whole scenes "
                    "downsampled to the crop side (the networks see entire rooms).")
 @click.option("--lr", type=float, default=2e-3, show_default=True)
@@ -109,7 +110,7 @@ def stage1(data, val, grouping, groups, out, steps, batch, crop, views, lr, seed
 @click.option("--steps-finetune", type=int, default=2000, show_default=True, help="Phase B: everything.")
 @click.option("--batch", type=int, default=8, show_default=True)
 @click.option("--crop", type=int, default=128, show_default=True)
-@click.option("--views", type=click.Choice(["crop", "mix"]), default="crop", show_default=True,
+@click.option("--views", type=click.Choice(VIEWS), default="crop", show_default=True,
               help="As in stage 1: use what the anchor was trained on.")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--global-context/--no-global-context", default=False, show_default=True,

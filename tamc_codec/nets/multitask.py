@@ -62,6 +62,8 @@ def coord_grid(like: torch.Tensor, origin: torch.Tensor | None = None) -> torch.
     n, _, h, w = like.shape
     ys = torch.arange(h, dtype=like.dtype, device=like.device) + 0.5
     xs = torch.arange(w, dtype=like.dtype, device=like.device) + 0.5
+    # two branches, not one formula with a zero origin: the whole-picture branch is what the
+    # exported graphs contain, and changing its ops changes the shipped model's file hashes
     if origin is None:
         gy = (2 * ys / h - 1).view(1, 1, h, 1).expand(n, 1, h, w)
         gx = (2 * xs / w - 1).view(1, 1, 1, w).expand(n, 1, h, w)
@@ -70,10 +72,6 @@ def coord_grid(like: torch.Tensor, origin: torch.Tensor | None = None) -> torch.
         gy = (2 * (ys[None] + o[:, :1]) / o[:, 2:3] - 1).view(n, 1, h, 1).expand(n, 1, h, w)
         gx = (2 * (xs[None] + o[:, 1:2]) / o[:, 3:4] - 1).view(n, 1, 1, w).expand(n, 1, h, w)
     return torch.cat([gy, gx], 1)
-
-
-def _scaled_origin(origin: torch.Tensor | None, factor: int) -> torch.Tensor | None:
-    return None if origin is None else origin / factor
 
 
 def _norm(kind: str, ch: int) -> list[nn.Module]:
@@ -165,7 +163,7 @@ class TaskDecoder(nn.Module):
         x = latent
         if self.coords:
             # origin is in image pixels; the latent is LATENT_STRIDE times smaller
-            x = torch.cat([latent, coord_grid(latent, _scaled_origin(origin, LATENT_STRIDE))], 1)
+            x = torch.cat([latent, coord_grid(latent, None if origin is None else origin / LATENT_STRIDE)], 1)
         if hasattr(self, "global_context"):
             h = self.net[0](x) + self.global_context(latent.mean(dim=(2, 3)))[:, :, None, None]
             y = self.net[1:](h)

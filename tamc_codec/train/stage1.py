@@ -25,6 +25,7 @@ from ..nets.multitask import MultiGroupModel, NetConfig, count_parameters
 from ..tasks import metrics as M
 from ..tasks.losses import task_loss
 from ..tasks.registry import TASK_SPECS
+from . import VIEWS
 from .common import (git_commit, init_distributed, load_checkpoint, save_checkpoint, seed_everything,
                      set_threads, write_json)
 
@@ -205,20 +206,18 @@ def dump_latents(model: MultiGroupModel, val: MultiTaskDataset, path: Path, batc
 
 # --------------------------------------------------------------------------- training
 
-VIEWS = ("crop", "mix")
-
-
-def training_views(data: str, tasks: list[str], crop: int, views: str,
-                   crops: MultiTaskDataset) -> list[MultiTaskDataset]:
-    """The datasets that training batches alternate between (Stage1Config.views)."""
+def training_views(crops: MultiTaskDataset, data: str, views: str) -> list[MultiTaskDataset]:
+    """The datasets that training batches alternate between (Stage1Config.views); `crops`
+    is the training folder `data` read as random crops."""
     if views == "crop":
         return [crops]
     if views != "mix":
         raise TamcInputError(f"unknown views {views!r} (known: {', '.join(VIEWS)})")
-    if crop >= crops.size or crops.size % crop:
+    crop = crops.crop
+    if crop is None or crop >= crops.size or crops.size % crop:
         raise TamcInputError(f"--views mix needs a crop that divides the scene size ({crops.size}) "
                              f"into whole scenes at a smaller scale; got --crop {crop}")
-    scenes = MultiTaskDataset(data, tasks, crop=None, train=True, downsample=crops.size // crop)
+    scenes = MultiTaskDataset(data, crops.tasks, crop=None, train=True, downsample=crops.size // crop)
     return [crops, scenes]
 
 
@@ -248,7 +247,7 @@ def train_stage1(cfg: Stage1Config, *, progress: bool = True, log=print, stop_af
     val_ds = MultiTaskDataset(cfg.val, tasks, train=False, limit=cfg.val_limit)
     if train_ds.size < cfg.crop:
         raise TamcInputError(f"--crop {cfg.crop} is larger than the training images ({train_ds.size})")
-    sources = training_views(cfg.data, tasks, cfg.crop, cfg.views, train_ds)
+    sources = training_views(train_ds, cfg.data, cfg.views)
 
     model = MultiGroupModel(cfg.groups, NetConfig.from_dict(cfg.net))
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=1e-4)

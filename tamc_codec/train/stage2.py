@@ -182,7 +182,7 @@ def train_stage2(cfg: Stage2Config, *, progress: bool = True, log=print, stop_af
     tasks = served_tasks(base)
     needed = sorted({t for ts in tasks.values() for t in ts})
     train_ds = MultiTaskDataset(cfg.data, needed, crop=cfg.crop, train=True)
-    sources = training_views(cfg.data, needed, cfg.crop, cfg.views, train_ds)
+    sources = training_views(train_ds, cfg.data, cfg.views)
     val_ds = MultiTaskDataset(cfg.val, needed, train=False, limit=cfg.val_limit)
     lambdas = torch.tensor(cfg.lambdas)
 
