@@ -25,6 +25,8 @@ import time
 
 import numpy as np
 
+from tamc_codec.nets import NORMS
+
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -32,7 +34,8 @@ def main() -> None:
     ap.add_argument("--val", default="data/val")
     ap.add_argument("--tasks", default="seg,depth")
     ap.add_argument("--setup", choices=["crop", "full", "mix"], default="crop")
-    ap.add_argument("--norm", choices=["none", "group"], default="none")
+    ap.add_argument("--norm", choices=NORMS, default="none")
+    ap.add_argument("--encoder-norm", choices=NORMS, default=None, help="the encoder's, if not --norm's")
     ap.add_argument("--global-context", action="store_true")
     ap.add_argument("--coords", action="store_true", help="networks see pixel positions (NetConfig.coords)")
     ap.add_argument("--scene-tasks", default=None,
@@ -73,7 +76,7 @@ def main() -> None:
         maps = mean_maps(MultiTaskDataset(args.data, tasks, crop=None, train=False), tasks, 256)
         maps = {t: _upsample_map(t, m, test_ds.size) for t, m in maps.items()}
         vals[str(test_ds.size)] = (test_ds, trivial_losses(maps, test_ds))
-    cfg = NetConfig(norm=args.norm, global_context=args.global_context, coords=args.coords)
+    cfg = NetConfig(norm=args.norm, encoder_norm=args.encoder_norm, global_context=args.global_context, coords=args.coords)
     model = MultiGroupModel(tasks, cfg)
     opt = torch.optim.Adam(model.parameters(), lr=args.lr)
     # the probe's own loss weights: each task by its trivial loss at the training scale
@@ -95,7 +98,7 @@ def main() -> None:
     train_s = time.perf_counter() - t0
 
     model.eval()
-    result = {"setup": args.setup, "norm": args.norm, "global_context": args.global_context, "coords": args.coords, "scene_tasks": args.scene_tasks, "steps": args.steps,
+    result = {"setup": args.setup, "norm": args.norm, "encoder_norm": args.encoder_norm, "global_context": args.global_context, "coords": args.coords, "scene_tasks": args.scene_tasks, "steps": args.steps,
               "batch": args.batch, "lr": args.lr, "train_s": round(train_s, 1), "loss_over_trivial": {}}
     with torch.no_grad():
         for scale, (ds, trivial) in vals.items():

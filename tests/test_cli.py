@@ -40,6 +40,18 @@ def test_errors_are_one_line_with_exit_status_2(tmp_path):
     assert r.returncode == 2 and "multiple of 16" in r.stderr
 
 
+@pytest.mark.parametrize("option, value, message", [
+    ("--lambdas", "0.5,0.1", "increasing"), ("--lambdas", "a,b", "numbers separated by commas"),
+    ("--gain-range", "8,0.25", "LOW < HIGH"), ("--gain-range", "0.25", "LOW < HIGH"), ("--gain-range", "x,8", "numbers separated by commas"),
+])
+def test_train_stage2_rejects_bad_rate_settings(tmp_path, option, value, message):
+    r = run("train", "stage2", "--anchor", "a.pt", "--dag", "d.json", "--data", "d", "--val", "v",
+            "--out", str(tmp_path / "run"), option, value)
+    assert r.returncode == 2 and message in r.stderr, r.stderr
+    assert r.stderr.strip().count("\n") == 0 and "Traceback" not in r.stderr
+    assert not (tmp_path / "run").exists()
+
+
 def test_data_synth_smoke(tmp_path):
     r = run("data", "synth", "--count", "2", "--size", "32", "--seed", "0", "--out", str(tmp_path / "s"), "-q")
     assert r.returncode == 0, r.stderr

@@ -155,6 +155,35 @@ def test_export_over_an_older_model_removes_its_stale_graphs(tiny_model, tmp_pat
     assert codec.load_model(str(folder)).id == codec.load_model(str(tiny_model)).id  # same weights, same model
 
 
+def test_lowest_blend_moves_q1_between_the_trained_qualities(tiny_model, tmp_path, image):
+    """--lowest-blend: q1's gains sit between the trained q1 and q2 in log space, the manifest
+    says so (and so has its own id), files round-trip, and q2..Q are untouched."""
+    pytest.importorskip("torch")
+    from tamc_codec.errors import TamcInputError
+    from tamc_codec.train.export import export_model
+
+    codec_pt = tiny_model.parent / "s2" / "codec.pt"
+    m = export_model(codec_pt, tmp_path / "blend", name="tiny", lowest_blend=0.5)
+    assert m["qualities"][0]["gain_blend"] == 0.5 and all("gain_blend" not in q for q in m["qualities"][1:])
+    old, new = codec.load_model(str(tiny_model)), codec.load_model(str(tmp_path / "blend"))
+    assert new.id != old.id
+    for g in new.groups:
+        g1, i1 = old.gains(g, 1)
+        g2, i2 = old.gains(g, 2)
+        nb, ni = new.gains(g, 1)
+        np.testing.assert_allclose(nb, np.sqrt(g1 * g2), rtol=1e-5)
+        np.testing.assert_allclose(ni, np.sqrt(i1 * i2), rtol=1e-5)
+        for q in range(2, new.qualities + 1):
+            np.testing.assert_array_equal(new.gains(g, q)[0], old.gains(g, q)[0])
+    enc = codec.encode_image(image, "all", 1, str(tmp_path / "blend"))
+    task = next(iter(new.serving))
+    assert codec.decode_task(enc.data, task, str(tmp_path / "blend")).output.shape[:2] == (80, 90)
+    for bad in (-0.1, 1.0):
+        with pytest.raises(TamcInputError, match="lowest blend"):
+            export_model(codec_pt, tmp_path / "bad", name="tiny", lowest_blend=bad)
+    assert not (tmp_path / "bad").exists()
+
+
 def test_quantised_parent_input_round_trips_and_is_recorded(tmp_path_factory, image):
     """A model whose children see the parent's quantised latent codes exactly the same way on
     both sides, and says so in its manifest (absent = dequantised, as older models)."""

@@ -1,4 +1,5 @@
 """The README's first commands are what CI runs and what a new user types."""
+import json
 import re
 from pathlib import Path
 
@@ -17,3 +18,11 @@ def test_readme_starts_with_setup_and_main_job_then_tests():
     assert first[0] == _ci_var("SETUP")
     assert first[1].startswith("tamc ")
     assert _ci_var("TEST") in readme
+
+
+def test_readme_console_shows_the_shipped_model():
+    """The printed example is of the model that ships, not of an earlier one."""
+    readme = (ROOT / "README.md").read_text()
+    model_id = json.loads((ROOT / "models" / "default" / "manifest.json").read_text())["model_id"]
+    shown = re.findall(r"model default \(([0-9a-f]{32})\)", readme)
+    assert shown and set(shown) == {model_id}

@@ -67,12 +67,13 @@ def test_training_lowers_loss_and_writes_records(folders, tmp_path):
     assert anchor.serving == rec["serving"]
 
 
-def test_group_norm_global_context_and_coords_export_like_torch():
+@pytest.mark.parametrize("norm", ["group", "channel"])
+def test_norms_global_context_and_coords_export_like_torch(norm):
     """The optional layers train, keep old state dicts loading, and run the same under ONNX."""
     ort = pytest.importorskip("onnxruntime")
     from tamc_codec.train.export import _onnx_bytes
 
-    cfg = NetConfig.from_dict({**TINY, "norm": "group", "global_context": True, "coords": True})
+    cfg = NetConfig.from_dict({**TINY, "norm": norm, "global_context": True, "coords": True})
     m = MultiGroupModel(["depth+rgb"], cfg).eval()
     old = MultiGroupModel(["depth+rgb"], NetConfig.from_dict(TINY))
     assert "norm" not in "".join(old.state_dict())  # the default network is unchanged
@@ -98,6 +99,23 @@ def test_group_norm_global_context_and_coords_export_like_torch():
                           coord_grid(x)[..., 16:48, 32:64])
     assert crop.shape == (1, 8, 2, 2) and not torch.allclose(crop, enc(x[..., 16:48, 32:64]))
     assert full.shape == (1, 8, 4, 4)
+
+
+def test_channel_norm_is_the_same_on_a_crop_and_on_the_whole_picture():
+    """GroupNorm's statistics span the picture, so a crop normalises differently from the
+    scene it came from (what made edge and keypoint worse on whole scenes); ChannelNorm's do not."""
+    from tamc_codec.nets.multitask import ChannelNorm
+
+    x = torch.randn(2, 16, 24, 32) * torch.linspace(0.1, 3, 32)  # contrast varies across the picture
+    x[:, :, :, :8] += 2.0
+    crop = (slice(None), slice(None), slice(4, 12), slice(0, 10))
+    cn, gn = ChannelNorm(16), torch.nn.GroupNorm(8, 16)
+    with torch.no_grad():
+        assert torch.allclose(cn(x)[crop], cn(x[crop]), atol=1e-5)
+        assert not torch.allclose(gn(x)[crop], gn(x[crop]), atol=1e-2)
+        y = cn(x)
+    assert torch.allclose(y.mean(dim=1), torch.zeros(2, 24, 32), atol=1e-5)
+    assert torch.allclose(y.var(dim=1, unbiased=False), torch.ones(2, 24, 32), atol=5e-3)  # eps against low-contrast pixels
 
 
 def test_resume_continues_where_it_stopped(folders, tmp_path):

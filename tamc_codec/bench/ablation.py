@@ -30,7 +30,7 @@ from ..contract import TASKS
 from ..errors import TamcInputError
 from ..lookahead.dag import fixed_dag
 from ..runtime.manifest import PARENT_INPUTS
-from ..train import VIEWS
+from ..train import DEFAULT_GAIN_RANGE, DEFAULT_LAMBDAS, VIEWS
 from . import curves
 
 SCHEMA = "tamc.ablation/1"
@@ -49,7 +49,8 @@ class AblationBudget:
     random_dags: int = 1
     seed: int = 0
     hyper_channels: int = 32
-    lambdas: list[float] = field(default_factory=lambda: [0.04, 0.15, 0.6, 2.5, 16.0])
+    lambdas: list[float] = field(default_factory=lambda: list(DEFAULT_LAMBDAS))
+    gain_range: tuple[float, float] = DEFAULT_GAIN_RANGE
     val_limit: int | None = 50
     trivial_samples: int = 256
     parent_input: str = "quantised"  # Stage2Config.parent_input of the DAG variants, as bin/train-default
@@ -104,7 +105,8 @@ def train_ablation(anchor: str | Path, dag: str | Path, data: str | Path, val: s
         if not (folder / "stage2.json").exists():
             log(f"ablation {name}: entropy models ({b.entropy_steps} steps, transforms frozen)")
             train_stage2(Stage2Config(anchor=str(anchor_pt), dag=str(dag_file), data=str(data), val=str(val),
-                                      out=str(folder), lambdas=list(b.lambdas), steps_entropy=b.entropy_steps,
+                                      out=str(folder), lambdas=list(b.lambdas), gain_range=tuple(b.gain_range),
+                                      steps_entropy=b.entropy_steps,
                                       steps_finetune=0, batch=b.batch, crop=b.crop, views=b.views, seed=b.seed,
                                       hyper_channels=b.hyper_channels, no_parents=no_parents,
                                       parent_input=b.parent_input,
@@ -300,6 +302,7 @@ def main(argv: list[str] | None = None) -> None:
         p.add_argument("--" + f.replace("_", "-"), type=int, default=getattr(d, f))
     p.add_argument("--val-limit", type=int, default=d.val_limit)
     p.add_argument("--lambdas", default=",".join(str(x) for x in d.lambdas))
+    p.add_argument("--gain-range", default=",".join(str(x) for x in d.gain_range))
     p.add_argument("--parent-input", choices=PARENT_INPUTS, default=d.parent_input)
     p.add_argument("--views", choices=VIEWS, default=d.views)
     p.add_argument("--kinds", default=",".join(KINDS), help="variants to train: dag, grouping or both")
@@ -307,7 +310,8 @@ def main(argv: list[str] | None = None) -> None:
     a = p.parse_args(argv)
     budget = AblationBudget(stage1_steps=a.stage1_steps, entropy_steps=a.entropy_steps, batch=a.batch, crop=a.crop,
                             random_dags=a.random_dags, seed=a.seed, hyper_channels=a.hyper_channels,
-                            lambdas=[float(x) for x in a.lambdas.split(",")], val_limit=a.val_limit,
+                            lambdas=[float(x) for x in a.lambdas.split(",")],
+                            gain_range=tuple(float(x) for x in a.gain_range.split(",")), val_limit=a.val_limit,
                             trivial_samples=a.trivial_samples, parent_input=a.parent_input, views=a.views)
     kinds = tuple(k.strip() for k in a.kinds.split(",") if k.strip())
     if not kinds or set(kinds) - set(KINDS):

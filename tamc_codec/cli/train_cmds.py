@@ -7,7 +7,8 @@ import click
 
 from ..errors import TamcInputError
 from ..runtime.manifest import DEFAULT_PARENT_INPUT, PARENT_INPUTS
-from ..train import VIEWS
+from ..nets import NORMS
+from ..train import DEFAULT_GAIN_RANGE, DEFAULT_LAMBDAS, VIEWS
 
 
 def _groups_from(grouping: str | None, groups: str | None) -> tuple[list[str], dict | None]:
@@ -58,8 +59,11 @@ def train() -> None:
 @click.option("--ckpt-every", type=int, default=200, show_default=True)
 @click.option("--val-limit", type=int, default=None, help="Validate on the first N images only.")
 @click.option("--latent-channels", type=int, default=64, show_default=True)
-@click.option("--norm", type=click.Choice(["none", "group"]), default="none", show_default=True,
-              help="Normalisation of hidden layers (group: GroupNorm; see docs/TRAINING.md).")
+@click.option("--norm", type=click.Choice(NORMS), default="none", show_default=True,
+              help="Normalisation of hidden layers (group: GroupNorm over the picture; channel: each pixel's "
+                   "features alone, the same at any picture size; see docs/TRAINING.md).")
+@click.option("--encoder-norm", type=click.Choice(NORMS), default=None,
+              help="The encoders' normalisation, if not --norm's (the recipe: channel encoders, group decoders).")
 @click.option("--global-context", is_flag=True, help="Decoders also see the latent's spatial mean.")
 @click.option("--coords", is_flag=True,
               help="Encoders and decoders also see each pixel's position in the picture (docs/TRAINING.md).")
@@ -67,7 +71,7 @@ def train() -> None:
               help="Pause (with a checkpoint) after this many minutes; run again to continue.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
 def stage1(data, val, grouping, groups, out, steps, batch, crop, views, lr, seed, eval_every, ckpt_every, val_limit,
-           latent_channels, norm, global_context, coords, max_minutes, quiet) -> None:
+           latent_channels, norm, encoder_norm, global_context, coords, max_minutes, quiet) -> None:
     """Stage 1: train group encoders and task decoders on the task losses (no rate term).
 
     \b
@@ -82,7 +86,7 @@ def stage1(data, val, grouping, groups, out, steps, batch, crop, views, lr, seed
     from ..train.stage1 import Stage1Config, train_stage1
 
     group_list, assignment = _groups_from(grouping, groups)
-    net = NetConfig(latent_channels=latent_channels, norm=norm, global_context=global_context,
+    net = NetConfig(latent_channels=latent_channels, norm=norm, encoder_norm=encoder_norm, global_context=global_context,
                     coords=coords).to_dict()
     cfg = Stage1Config(data=data, val=val, groups=group_list, out=out, steps=steps, batch=batch, crop=crop, views=views,
                        lr=lr, seed=seed, eval_every=eval_every, ckpt_every=ckpt_every, val_limit=val_limit, net=net,
@@ -97,14 +101,26 @@ def stage1(data, val, grouping, groups, out, steps, batch, crop, views, lr, seed
             click.echo(f"  {t:9s} loss/trivial {r['normalised']:.3f}  {extra}")
 
 
+def _numbers(option: str, text: str) -> list[float]:
+    try:
+        return [float(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise TamcInputError(f"{option} must be numbers separated by commas (got {text!r})") from None
+
+
 @train.command()
 @click.option("--anchor", required=True, type=click.Path(), help="Stage-1 anchor.pt.")
 @click.option("--dag", "dag_file", required=True, type=click.Path(), help="dag.json from `tamc dag`.")
 @click.option("--data", required=True, type=click.Path(), help="Training data folder.")
 @click.option("--val", required=True, type=click.Path(), help="Validation data folder.")
 @click.option("--out", "-o", required=True, type=click.Path(file_okay=False), help="Run folder.")
-@click.option("--lambdas", default="0.04,0.15,0.6,2.5,16", show_default=True,
+@click.option("--lambdas", default=",".join(f"{v:g}" for v in DEFAULT_LAMBDAS), show_default=True,
               help="λ per quality, lowest rate first: weight of Σ task loss / trivial loss against bits per pixel.")
+@click.option("--gain-range", default=",".join(f"{v:g}" for v in DEFAULT_GAIN_RANGE), show_default=True,
+              metavar="LOW,HIGH",
+              help="Starting quantisation step of the lowest and highest quality, as each latent channel's "
+                   "std divided by LOW and HIGH (log-spaced between); with a short stage 2 it sets the rate "
+                   "span more than λ does (docs/TRAINING.md).")
 @click.option("--steps-entropy", type=int, default=2000, show_default=True,
               help="Phase A: entropy models and gains only, networks frozen.")
 @click.option("--steps-finetune", type=int, default=2000, show_default=True, help="Phase B: everything.")
@@ -122,7 +138,7 @@ def stage1(data, val, grouping, groups, out, steps, batch, crop, views, lr, seed
                    "quantised latent, on a grid that scales with the quality like the child's (docs/TRAINING.md).")
 @click.option("--val-limit", type=int, default=None, help="Validate on the first N images only.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
-def stage2(anchor, dag_file, data, val, out, lambdas, steps_entropy, steps_finetune, batch, crop, views,
+def stage2(anchor, dag_file, data, val, out, lambdas, gain_range, steps_entropy, steps_finetune, batch, crop, views,
            seed, global_context, no_parents, parent_input, val_limit, quiet) -> None:
     """Stage 2: entropy models along the DAG, then rate-distortion fine-tuning.
 
@@ -132,15 +148,15 @@ def stage2(anchor, dag_file, data, val, out, lambdas, steps_entropy, steps_finet
       codec.pt        the trained codec model (input of `tamc export`)
       stage2.json     per quality: bits per pixel of every layer, task losses and metrics
     """
-    from ..train.stage2 import Stage2Config, train_stage2
-
-    try:
-        lams = [float(v) for v in lambdas.split(",") if v.strip()]
-    except ValueError:
-        raise TamcInputError(f"--lambdas must be numbers separated by commas (got {lambdas!r})") from None
+    lams = _numbers("--lambdas", lambdas)
     if len(lams) < 2 or any(b <= a for a, b in zip(lams, lams[1:])) or lams[0] <= 0:
         raise TamcInputError("--lambdas must be at least two increasing positive numbers")
-    cfg = Stage2Config(anchor=anchor, dag=dag_file, data=data, val=val, out=out, lambdas=lams,
+    gains = tuple(_numbers("--gain-range", gain_range))
+    if len(gains) != 2 or not 0 < gains[0] < gains[1]:
+        raise TamcInputError("--gain-range must be two positive numbers LOW,HIGH with LOW < HIGH")
+    from ..train.stage2 import Stage2Config, train_stage2
+
+    cfg = Stage2Config(anchor=anchor, dag=dag_file, data=data, val=val, out=out, lambdas=lams, gain_range=gains,
                        steps_entropy=steps_entropy, steps_finetune=steps_finetune, batch=batch, crop=crop,
                        views=views, seed=seed, use_global=global_context, no_parents=no_parents, parent_input=parent_input,
                        val_limit=val_limit)
@@ -159,7 +175,11 @@ def stage2(anchor, dag_file, data, val, out, lambdas, steps_entropy, steps_finet
               help="grouping.json the model was trained from (recorded in the manifest with its hash).")
 @click.option("--dag", "dag_file", type=click.Path(dir_okay=False), default=None,
               help="dag.json the model codes along (recorded in the manifest with its hash).")
-def export(codec_pt: str, out: str, name: str | None, grouping: str | None, dag_file: str | None) -> None:
+@click.option("--lowest-blend", type=float, default=0.0, show_default=True,
+              help="Move quality 1's gains this fraction of the way (log scale) to quality 2's: for a "
+                   "lowest trained quality that is worse than useless (docs/MODEL.md). 0 keeps q1 as trained.")
+def export(codec_pt: str, out: str, name: str | None, grouping: str | None, dag_file: str | None,
+           lowest_blend: float) -> None:
     """Export a stage-2 model (codec.pt) to a folder the torch-free codec runs.
 
     Weights are rounded to float16 before the entropy tables are built, so the
@@ -184,6 +204,7 @@ def export(codec_pt: str, out: str, name: str | None, grouping: str | None, dag_
                 raise TamcInputError(f"{path}: unreadable ({exc})") from None
             provenance[key] = {"path": path, "sha256": hashlib.sha256(raw).hexdigest(),
                                "groups": doc.get("groups"), "method": doc.get("method") or doc.get("estimator")}
-    m = export_model(codec_pt, out, name=name or os.path.basename(os.path.normpath(out)), provenance=provenance)
+    m = export_model(codec_pt, out, name=name or os.path.basename(os.path.normpath(out)), provenance=provenance,
+                     lowest_blend=lowest_blend)
     size = sum(os.path.getsize(os.path.join(out, f)) for f in m["files"])
     click.echo(f"exported model {m['model_id']} to {out} ({size / 1e6:.1f} MB, {len(m['files'])} files)")

@@ -19,6 +19,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ..contract import group_id, group_tasks
+from . import NORMS
 from ..tasks.registry import TASK_SPECS
 
 LATENT_STRIDE = 16
@@ -31,9 +32,14 @@ class NetConfig:
     encoder_channels: tuple[int, int, int] = (32, 64, 96)
     decoder_channels: tuple[int, int, int] = (96, 64, 48)
     full_res_channels: int = 32
-    # "group": GroupNorm after the encoder's and decoders' hidden convolutions. Without
-    # it the plain stacks learned the geometric tasks far too slowly on a CPU budget.
+    # NORMS: "group" (GroupNorm) or "channel" (each pixel's features normalised alone) after
+    # the encoder's and decoders' hidden convolutions. Without one the plain stacks learned
+    # the geometric tasks far too slowly on a CPU budget.
     norm: str = "none"
+    # The encoder's normalisation, when it differs from the decoders' (None: `norm`). GroupNorm
+    # in the encoder let a whole scene normalise differently from the crops it was trained
+    # on, and edge and keypoint lost half their quality on whole scenes (docs/TRAINING.md).
+    encoder_norm: str | None = None
     # Decoders add a projection of the latent's spatial mean to their first features:
     # a whole-scene cue (room size for depth, layout for seg) that a 1/16-resolution
     # receptive field cannot see.
@@ -81,7 +87,27 @@ def _norm(kind: str, ch: int) -> list[nn.Module]:
         return []
     if kind == "group":
         return [nn.GroupNorm(min(8, ch), ch)]
-    raise ValueError(f"unknown norm {kind!r}")
+    if kind == "channel":
+        return [ChannelNorm(ch)]
+    raise ValueError(f"unknown norm {kind!r} (known: {', '.join(NORMS)})")
+
+
+class ChannelNorm(nn.Module):
+    """Each pixel's feature vector scaled to zero mean and unit variance, then a learned
+    per-channel affine map. Unlike GroupNorm no statistic spans the picture, so a network
+    trained on crops computes the same on a whole scene of any size."""
+
+    def __init__(self, ch: int, eps: float = 1e-5):
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(ch))
+        self.bias = nn.Parameter(torch.zeros(ch))
+        self.eps = eps
+        self.channels = ch  # a Python int: the ONNX tracer would turn x.shape[1] into a graph op
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # layer_norm over the last axis is one fused kernel, about twice as fast on CPU as
+        # computing the moments over axis 1 by hand
+        return F.layer_norm(x.permute(0, 2, 3, 1), (self.channels,), self.weight, self.bias, self.eps).permute(0, 3, 1, 2)
 
 
 class ResBlock(nn.Module):
@@ -103,7 +129,7 @@ class GroupEncoder(nn.Module):
     def __init__(self, cfg: NetConfig):
         super().__init__()
         c1, c2, c3 = cfg.encoder_channels
-        k = cfg.norm
+        k = cfg.encoder_norm or cfg.norm
         self.coords = cfg.coords
         self.net = nn.Sequential(
             nn.Conv2d(5 if cfg.coords else 3, c1, 5, stride=2, padding=2), *_norm(k, c1), nn.GELU(),

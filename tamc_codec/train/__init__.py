@@ -2,3 +2,9 @@
 
 #: Stage1Config.views / Stage2Config.views: what training batches show (torch-free, for the CLI).
 VIEWS = ("crop", "mix")
+
+#: Stage2Config.lambdas: λ per quality, lowest rate first (docs/TRAINING.md, "λ").
+DEFAULT_LAMBDAS = (0.01, 0.1, 0.6, 2.5, 32.0)
+
+#: Stage2Config.gain_range: starting quantisation step of quality 1 and Q, as std / value.
+DEFAULT_GAIN_RANGE = (0.2, 12.0)

@@ -64,8 +64,16 @@ def write_card(run: Path, model: Path, quality_json: Path) -> str:
         views = (f"{c['crop']}² crops" if c.get("views", "crop") == "crop"
                  else f"{c['crop']}² crops alternating with whole scenes downsampled to {c['crop']}²")
         net = c.get("net", {})
-        options = [o for o, on in (("GroupNorm", net.get("norm") == "group"), ("pixel positions", net.get("coords")),
-                                   ("global context", net.get("global_context"))) if on]
+        norm_names = {"group": "GroupNorm", "channel": "per-pixel channel normalisation"}
+        dec_norm = net.get("norm", "none")
+        enc_norm = net.get("encoder_norm") or dec_norm
+        if enc_norm == dec_norm:
+            norms = [norm_names[dec_norm]] if dec_norm in norm_names else []
+        else:
+            norms = [f"{norm_names.get(enc_norm, 'no normalisation')} in the encoders and "
+                     f"{norm_names.get(dec_norm, 'none')} in the decoders"]
+        options = norms + [o for o, on in (("pixel positions", net.get("coords")),
+                                           ("global context", net.get("global_context"))) if on]
         lines.append(f"- Stage 1: {s1['steps']} steps × batch {c['batch']} of {views}, lr {c['lr']}, "
                      f"seed {c['seed']}; networks {net.get('latent_channels', '?')}-channel latents"
                      f"{' with ' + ', '.join(options) if options else ''}; {s1['seconds'] / 60:.1f} min at "
@@ -81,9 +89,14 @@ def write_card(run: Path, model: Path, quality_json: Path) -> str:
     if s2:
         c = s2["config"]
         lines.append(f"- Stage 2: {c['steps_entropy']} steps entropy models only + {c['steps_finetune']} steps "
-                     f"fine-tuning, λ = {c['lambdas']}, global context {'on' if c['use_global'] else 'off'}, "
+                     f"fine-tuning, λ = {c['lambdas']}, starting gains "
+                     f"{'…'.join(f'{v:g}' for v in c.get('gain_range', (0.25, 8.0)))}, global context {'on' if c['use_global'] else 'off'}, "
                      f"parent input {c.get('parent_input', 'dequantised')}; "
                      f"{s2['seconds'] / 60:.1f} min.")
+    blend = manifest["qualities"][0].get("gain_blend")
+    if blend:
+        lines.append(f"- Export: quality 1 codes with gains {blend:g} of the way (log scale) from the trained q1's "
+                     f"to q2's (`tamc export --lowest-blend`, docs/MODEL.md).")
     lines.append(f"- Hardware: {platform.machine()} CPU, recorded by `bin/train-default`.")
     if q:
         tasks = list(q["anchor"])
@@ -102,7 +115,24 @@ def write_card(run: Path, model: Path, quality_json: Path) -> str:
             m = {k: v for k, v in top[t].items() if k not in ("bpp", "loss", "normalised", "vs_anchor")}
             a = {k: v for k, v in q["anchor"][t].items() if k not in ("loss", "normalised")}
             lines.append(f"- {t}: " + ", ".join(f"{k} {_fmt(v)} ({_fmt(a.get(k))})" for k, v in m.items()))
-        lines += ["", "Checks: " + json.dumps(q.get("checks", {}))]
+        # A quality at which a task does worse than predicting its training mean is worth no bits for
+        # that task; a receiver picking a quality needs to know before it encodes.
+        below = [(r["quality"], [t for t in tasks if r["tasks"][t]["normalised"] > 1.0]) for r in q["qualities"]]
+        below = [(qq, ts) for qq, ts in below if ts]
+        if below:
+            lines += ["", "Worse than the trivial predictor (loss / trivial > 1), so not worth coding for those "
+                      "tasks: " + "; ".join(f"q{qq}: {', '.join(ts)}" for qq, ts in below) + "."]
+        checks = q.get("checks", {})
+        if checks:
+            lines += ["", "Checks:", ""]
+            for name, v in checks.items():
+                if isinstance(v, dict):
+                    passed = [t for t, ok in v.items() if ok]
+                    failed = [t for t, ok in v.items() if not ok]
+                    lines.append(f"- {name}: " + (f"yes for {', '.join(passed)}" if passed else "none")
+                                 + (f"; no for {', '.join(failed)}" if failed else ""))
+                else:
+                    lines.append(f"- {name}: {_fmt(v)}")
     notes = run / "card_notes.md"
     if notes.exists():
         lines += ["", notes.read_text().strip()]

@@ -91,11 +91,33 @@ def _float16_weights(data: bytes) -> bytes:
     return m.SerializeToString()
 
 
-def export_model(codec_pt: str | Path, out_dir: str | Path, *, name: str, provenance: dict | None = None) -> dict:
-    """Write models/<name>/ from a stage-2 checkpoint (codec.pt); returns the manifest."""
-    from ..entropy import FactorizedCoder, GaussianConditionalCoder
+def blend_lowest_gains(tables: dict[str, np.ndarray], blend: float) -> None:
+    """Move quality 1's gains the fraction `blend` of the way (in log space) to quality 2's (docs/MODEL.md).
 
+    Every network is shared between qualities and only the gains select one, so a gain between two
+    trained ones gives a rate and a loss between theirs; a log-space blend keeps the step ratio
+    between channels.
+    """
+    for key in [k for k in tables if k.startswith(("gain", "inv_gain"))]:
+        g = tables[key].astype(np.float64)
+        tables[key] = tables[key].copy()
+        tables[key][0] = np.exp((1.0 - blend) * np.log(g[0]) + blend * np.log(g[1])).astype(np.float32)
+
+
+def export_model(codec_pt: str | Path, out_dir: str | Path, *, name: str, provenance: dict | None = None,
+                 lowest_blend: float = 0.0) -> dict:
+    """Write models/<name>/ from a stage-2 checkpoint (codec.pt); returns the manifest.
+
+    `lowest_blend` > 0 replaces quality 1's gains by a blend towards quality 2's (`blend_lowest_gains`).
+    """
+    from ..entropy import FactorizedCoder, GaussianConditionalCoder
+    from ..errors import TamcInputError
+
+    if not 0.0 <= lowest_blend < 1.0:
+        raise TamcInputError(f"lowest blend must be in [0, 1), got {lowest_blend:g}")
     model: CodecModel = load_codec_model(codec_pt)
+    if lowest_blend and model.qualities < 2:
+        raise TamcInputError("a lowest blend needs at least two qualities")
     round_to_float16(model)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -141,6 +163,8 @@ def export_model(codec_pt: str | Path, out_dir: str | Path, *, name: str, proven
         fname = f"decoder_{t}.onnx"
         files[fname] = _onnx_bytes(base.decoders[g.replace("+", "_")][t], (torch.rand(1, c, 8, 8),), ["y"], ["pred"])
         decoders[t] = {"file": fname, "group": g, "inputs": ["y"], "outputs": ["pred"]}
+    if lowest_blend:
+        blend_lowest_gains(tables, lowest_blend)
     buf = io.BytesIO()
     # the Gaussian PMF table is mostly zeros: compressed it is a tenth of the size
     np.savez_compressed(buf, **tables)
@@ -175,6 +199,8 @@ def export_model(codec_pt: str | Path, out_dir: str | Path, *, name: str, proven
     if model.parent_input != DEFAULT_PARENT_INPUT:
         # absent means the default, so the manifests (and ids) of earlier models stay valid
         manifest["parent_input"] = model.parent_input
+    if lowest_blend:
+        manifest["qualities"][0]["gain_blend"] = lowest_blend
     manifest["model_id"] = model_id(manifest)
     atomic_write_bytes(out / "manifest.json", (json.dumps(manifest, indent=2) + "\n").encode())
     for fname in previous - set(files):

@@ -23,12 +23,12 @@ from ..nets.entropy_model import GroupEntropyModel
 from ..nets.multitask import MultiGroupModel, count_parameters
 from ..runtime.manifest import DEFAULT_PARENT_INPUT, PARENT_INPUTS
 from ..tasks.losses import task_loss
+from . import DEFAULT_GAIN_RANGE, DEFAULT_LAMBDAS
 from .common import git_commit, load_checkpoint, save_checkpoint, seed_everything, set_threads, write_json
 from .stage1 import TaskMetrics, load_anchor, training_views
 
 CHECKPOINT = "checkpoint.pt"
 RECORD = "stage2.json"
-DEFAULT_LAMBDAS = (0.04, 0.15, 0.6, 2.5, 16.0)
 
 
 @dataclass
@@ -54,7 +54,7 @@ class Stage2Config:
     ckpt_every: int = 200
     # initial quantisation step of quality 1 and Q, in units of each latent channel's std
     # (GroupEntropyModel.init_gains): std/0.25 codes most elements as zero, std/8 finely
-    gain_range: tuple[float, float] = (0.25, 8.0)
+    gain_range: tuple[float, float] = DEFAULT_GAIN_RANGE
     parent_input: str = DEFAULT_PARENT_INPUT  # CodecModel.parent_input
 
 

@@ -1,0 +1,60 @@
+"""The model card: written from the run's records, and honest about qualities that do not pay."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from tamc_codec.train.card import write_card
+
+
+def _model(folder: Path) -> Path:
+    folder.mkdir()
+    (folder / "weights.bin").write_bytes(b"\0" * 1000)
+    manifest = {"name": "tiny", "model_id": "0" * 32, "weights_precision": "float16", "format_version": 1,
+                "qualities": [{"q": 1, "lambda": 0.01}, {"q": 2, "lambda": 0.1}], "files": ["weights.bin"], "groups": ["a"],
+                "serving": {"seg": "a", "rgb": "a"}, "dag": {"order": ["a"], "parents": {"a": None}}}
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+    return folder
+
+
+def _quality(path: Path) -> Path:
+    def row(q, seg, rgb):
+        return {"quality": q, "bpp_all": 0.1 * q, "tasks": {
+            "seg": {"bpp": 0.1 * q, "normalised": seg, "miou": 0.2},
+            "rgb": {"bpp": 0.1 * q, "normalised": rgb, "psnr_db": 20.0}}}
+    path.write_text(json.dumps({
+        "images": 3,
+        "anchor": {"seg": {"normalised": 0.9, "miou": 0.21}, "rgb": {"normalised": 0.3, "psnr_db": 24.0}},
+        "qualities": [row(1, 1.4, 0.8), row(2, 0.95, 0.4)],
+        "checks": {"q>=3_halves_trivial": {"seg": False, "rgb": True}, "rate_span_highest_over_lowest": 2.0}}))
+    return path
+
+
+def test_card_names_the_qualities_that_lose_to_the_trivial_predictor(tmp_path):
+    model = _model(tmp_path / "model")
+    run = tmp_path / "run"
+    run.mkdir()
+    text = write_card(run, model, _quality(tmp_path / "q.json"))
+    assert (model / "README.md").read_text() == text
+    assert "| q1 | 0.100 | 1.400 @ 0.100 | 0.800 @ 0.100 |" in text
+    assert "not worth coding for those tasks: q1: seg." in text
+    assert "- q>=3_halves_trivial: yes for rgb; no for seg" in text
+    assert "- rate_span_highest_over_lowest: 2" in text
+    assert "--lowest-blend" not in text
+
+
+def test_card_says_when_the_lowest_quality_is_blended(tmp_path):
+    model = _model(tmp_path / "model")
+    m = json.loads((model / "manifest.json").read_text())
+    m["qualities"] = [{"q": 1, "lambda": 0.01, "gain_blend": 0.75}, {"q": 2, "lambda": 0.1}]
+    (model / "manifest.json").write_text(json.dumps(m))
+    assert "gains 0.75 of the way (log scale)" in write_card(tmp_path, model, _quality(tmp_path / "q.json"))
+
+
+def test_card_without_losing_qualities_says_nothing_about_them(tmp_path):
+    model = _model(tmp_path / "model")
+    q = _quality(tmp_path / "q.json")
+    d = json.loads(q.read_text())
+    d["qualities"][0]["tasks"]["seg"]["normalised"] = 0.99
+    q.write_text(json.dumps(d))
+    assert "trivial predictor (loss" not in write_card(tmp_path, model, q)
