@@ -52,8 +52,8 @@ class Stage2Config:
     no_parents: bool = False
     val_limit: int | None = None
     ckpt_every: int = 200
-    # initial quantisation step of quality 1 and Q, in units of each latent channel's std
-    # (GroupEntropyModel.init_gains): std/0.25 codes most elements as zero, std/8 finely
+    # initial gain of quality 1 and Q, per unit of each latent channel's std, so the step is
+    # std / gain (GroupEntropyModel.init_gains): 0.2 codes most elements as zero, 12 finely
     gain_range: tuple[float, float] = DEFAULT_GAIN_RANGE
     parent_input: str = DEFAULT_PARENT_INPUT  # CodecModel.parent_input
 
