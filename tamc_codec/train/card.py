@@ -15,6 +15,10 @@ from pathlib import Path
 from ..atomic import atomic_write_bytes
 
 
+# stage2.json records gain_range only since it became an option; earlier runs used this fixed range
+_GAIN_RANGE_BEFORE_RECORDED = (0.25, 8.0)
+
+
 def _load(path: Path) -> dict | None:
     try:
         return json.loads(path.read_text())
@@ -71,7 +75,7 @@ def write_card(run: Path, model: Path, quality_json: Path) -> str:
             norms = [norm_names[dec_norm]] if dec_norm in norm_names else []
         else:
             norms = [f"{norm_names.get(enc_norm, 'no normalisation')} in the encoders and "
-                     f"{norm_names.get(dec_norm, 'none')} in the decoders"]
+                     f"{norm_names.get(dec_norm, 'no normalisation')} in the decoders"]
         options = norms + [o for o, on in (("pixel positions", net.get("coords")),
                                            ("global context", net.get("global_context"))) if on]
         lines.append(f"- Stage 1: {s1['steps']} steps × batch {c['batch']} of {views}, lr {c['lr']}, "
@@ -90,7 +94,7 @@ def write_card(run: Path, model: Path, quality_json: Path) -> str:
         c = s2["config"]
         lines.append(f"- Stage 2: {c['steps_entropy']} steps entropy models only + {c['steps_finetune']} steps "
                      f"fine-tuning, λ = {c['lambdas']}, starting gains "
-                     f"{'…'.join(f'{v:g}' for v in c.get('gain_range', (0.25, 8.0)))}, global context {'on' if c['use_global'] else 'off'}, "
+                     f"{'…'.join(f'{v:g}' for v in c.get('gain_range', _GAIN_RANGE_BEFORE_RECORDED))}, global context {'on' if c['use_global'] else 'off'}, "
                      f"parent input {c.get('parent_input', 'dequantised')}; "
                      f"{s2['seconds'] / 60:.1f} min.")
     blend = manifest["qualities"][0].get("gain_blend")

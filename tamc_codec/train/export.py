@@ -99,9 +99,9 @@ def blend_lowest_gains(tables: dict[str, np.ndarray], blend: float) -> None:
     between channels.
     """
     for key in [k for k in tables if k.startswith(("gain", "inv_gain"))]:
-        g = tables[key].astype(np.float64)
-        tables[key] = tables[key].copy()
-        tables[key][0] = np.exp((1.0 - blend) * np.log(g[0]) + blend * np.log(g[1])).astype(np.float32)
+        g = np.log(tables[key].astype(np.float64))
+        g[0] = (1.0 - blend) * g[0] + blend * g[1]
+        tables[key] = np.exp(g).astype(np.float32)
 
 
 def export_model(codec_pt: str | Path, out_dir: str | Path, *, name: str, provenance: dict | None = None,
