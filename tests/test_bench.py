@@ -213,3 +213,23 @@ def test_ablation_comparisons_and_report(tmp_path):
     assert d["parents"] != chosen
     for g, p in d["parents"].items():  # parents come earlier in the coding order
         assert p is None or d["order"].index(p) < d["order"].index(g)
+
+
+def test_global_context_variant_joins_the_earlier_variants(tiny_model, tmp_path):
+    import torch
+
+    from tamc_codec.bench.ablation import MANIFEST, AblationBudget, train_ablation
+
+    root = tiny_model.parent
+    out = tmp_path / "abl"
+    out.mkdir()
+    earlier = {"kind": "dag", "name": "none", "codec": "dag-none/codec.pt", "dag": None, "parents": {}}
+    (out / MANIFEST).write_text(json.dumps({"variants": [earlier]}))
+    budget = AblationBudget(entropy_steps=2, batch=2, crop=32, hyper_channels=8, lambdas=[0.1, 2.0], val_limit=2,
+                            trivial_samples=4)
+    m = train_ablation(root / "s1" / "anchor.pt", root / "dag.json", root / "train", root / "val", out, budget,
+                       kinds=("global",), progress=False, log=lambda *_: None)
+    assert [(v["kind"], v["name"]) for v in m["variants"]] == [("dag", "none"), ("dag", "chosen-global")]
+    assert not (out / "dag-random-1.json").exists()  # random DAGs belong to the dag kind
+    codec = torch.load(out / "dag-chosen-global" / "codec.pt", weights_only=False)
+    assert any(".global_ctx." in k for k in codec["model"])

@@ -58,3 +58,20 @@ def test_card_without_losing_qualities_says_nothing_about_them(tmp_path):
     d["qualities"][0]["tasks"]["seg"]["normalised"] = 0.99
     q.write_text(json.dumps(d))
     assert "trivial predictor (loss" not in write_card(tmp_path, model, q)
+
+
+def test_card_states_the_stage1_warmup_and_precision(tmp_path):
+    model = _model(tmp_path / "model")
+    run = tmp_path / "run"
+    (run / "stage1").mkdir(parents=True)
+    s1 = {"steps": 5400, "seconds": 3300.0, "images_per_s": 13.4, "parameters": 6_700_000, "groups": ["a"],
+          "config": {"crop": 128, "views": "mix", "batch": 8, "lr": 0.002, "seed": 0, "shared_warmup": 1200,
+                     "precision": "bf16", "net": {"latent_channels": 64, "norm": "group"}}}
+    (run / "stage1" / "stage1.json").write_text(json.dumps(s1))
+    text = write_card(run, model, _quality(tmp_path / "q.json"))
+    assert "5400 steps × batch 8 of 128² crops alternating with whole scenes downsampled to 128² (the first 1200 " \
+           "with all groups' encoders trained as one; bf16 autocast)" in text
+    # a run from before the options says nothing about them
+    s1["config"].pop("shared_warmup"), s1["config"].pop("precision")
+    (run / "stage1" / "stage1.json").write_text(json.dumps(s1))
+    assert "autocast" not in write_card(run, model, _quality(tmp_path / "q.json"))

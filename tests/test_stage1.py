@@ -153,6 +153,41 @@ def test_mixed_views_show_whole_scenes(folders, tmp_path):
     assert rec["steps"] == 6 and rec["config"]["views"] == "mix"
 
 
+def _encoder_gap(anchor_path) -> float:
+    """Largest weight difference between the first group's encoder and the others'."""
+    state = torch.load(anchor_path, weights_only=False)["model"]
+    keys = [g.replace("+", "_") for g in GROUPS]
+    first = [k for k in state if k.startswith(f"encoders.{keys[0]}.")]
+    return max(float((state[k] - state[k.replace(keys[0], other, 1)]).abs().max()) for k in first for other in keys[1:])
+
+
+def test_shared_warmup_trains_one_encoder_then_lets_them_part(folders, tmp_path):
+    # during the warm-up the three encoders stay bit-identical although their groups' tasks differ
+    train_stage1(_cfg(folders, tmp_path / "tied", 4, shared_warmup=4), progress=False)
+    assert _encoder_gap(tmp_path / "tied" / "anchor.pt") == 0.0
+    # after it each goes its own way; without it they never start equal
+    train_stage1(_cfg(folders, tmp_path / "parted", 8, shared_warmup=4), progress=False)
+    assert _encoder_gap(tmp_path / "parted" / "anchor.pt") > 0.0
+    train_stage1(_cfg(folders, tmp_path / "apart", 1), progress=False)
+    assert _encoder_gap(tmp_path / "apart" / "anchor.pt") > 0.01
+
+
+def test_bf16_training_keeps_float32_weights_and_learns(folders, tmp_path):
+    from tamc_codec.errors import TamcInputError
+
+    rec = train_stage1(_cfg(folders, tmp_path / "bf16", 40, precision="bf16"), progress=False)
+    state = torch.load(tmp_path / "bf16" / "anchor.pt", weights_only=False)["model"]
+    assert all(v.dtype == torch.float32 for v in state.values() if v.is_floating_point())
+    fresh = MultiGroupModel(GROUPS, NetConfig.from_dict(TINY))
+    from tamc_codec.data.torch_dataset import MultiTaskDataset
+
+    val = MultiTaskDataset(folders / "val", ["seg", "depth", "normal", "edge", "keypoint", "rgb"], train=False)
+    mean = lambda r: np.mean([x["normalised"] for ts in r.values() for x in ts.values()])  # noqa: E731
+    assert mean(rec["val"]) < mean(evaluate(fresh, val, rec["trivial_loss"]))
+    with pytest.raises(TamcInputError, match="precision"):
+        train_stage1(_cfg(folders, tmp_path / "bad", 1, precision="fp8"), progress=False)
+
+
 def _free_port() -> int:
     # a fixed port collides with a run that is still shutting down (TIME_WAIT)
     import socket

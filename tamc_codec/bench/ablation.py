@@ -9,6 +9,9 @@ variant and ``ablation.json`` listing them with their budget:
   through the gains' effect on quantisation, and the comparison is about bits.
   Variants: ``chosen`` (the run's dag.json), ``none`` (no parent context), ``random-k``
   (each group but the first of a random order takes a random earlier group as parent).
+- **Global context** (kind ``global``, name ``chosen-global``): the chosen DAG with the global
+  cross-task term of Eq. 12 added to each child's second pass, trained like the DAG variants;
+  compared with ``chosen`` it says whether that term pays for its parameters and time.
 - **Grouping variants** train stage 1 afresh with one shared, smaller budget: ``grouped``
   (the anchor's groups) and ``single`` (every task its own group), then entropy models
   without parents (the DAG is left out to isolate grouping, as in the paper's Tab. 1-2).
@@ -73,11 +76,12 @@ def _write_json(path: Path, obj: dict) -> None:
     path.write_text(json.dumps(obj, indent=2) + "\n")
 
 
-KINDS = ("dag", "grouping")
+KINDS = ("dag", "grouping", "global")
+DEFAULT_KINDS = ("dag", "grouping")
 
 
 def train_ablation(anchor: str | Path, dag: str | Path, data: str | Path, val: str | Path, out: str | Path,
-                   budget: AblationBudget | None = None, *, kinds: tuple[str, ...] = KINDS, progress: bool = True,
+                   budget: AblationBudget | None = None, *, kinds: tuple[str, ...] = DEFAULT_KINDS, progress: bool = True,
                    log=print) -> dict:
     """Train the ablation variants of `kinds` into `out` (resumable: finished variants are kept).
 
@@ -100,7 +104,7 @@ def train_ablation(anchor: str | Path, dag: str | Path, data: str | Path, val: s
     chosen = json.loads(Path(dag).read_text())
     variants: list[dict] = []
 
-    def stage2(name: str, anchor_pt: Path, dag_file: Path, no_parents: bool) -> Path:
+    def stage2(name: str, anchor_pt: Path, dag_file: Path, no_parents: bool, use_global: bool = False) -> Path:
         folder = out / name
         if not (folder / "stage2.json").exists():
             log(f"ablation {name}: entropy models ({b.entropy_steps} steps, transforms frozen)")
@@ -109,13 +113,13 @@ def train_ablation(anchor: str | Path, dag: str | Path, data: str | Path, val: s
                                       steps_entropy=b.entropy_steps,
                                       steps_finetune=0, batch=b.batch, crop=b.crop, views=b.views, seed=b.seed,
                                       hyper_channels=b.hyper_channels, no_parents=no_parents,
-                                      parent_input=b.parent_input,
+                                      use_global=use_global, parent_input=b.parent_input,
                                       val_limit=b.val_limit, ckpt_every=max(200, b.entropy_steps)),
                          progress=progress, log=log)
         return folder / "codec.pt"
 
     dag_files = {"chosen": Path(dag)} if "dag" in kinds else {}
-    for k in range(b.random_dags):
+    for k in range(b.random_dags if "dag" in kinds else 0):
         f = out / f"dag-random-{k + 1}.json"
         if not f.exists():
             # one generator per DAG: a resumed run draws the same graphs
@@ -130,6 +134,11 @@ def train_ablation(anchor: str | Path, dag: str | Path, data: str | Path, val: s
         codec = stage2("dag-none", Path(anchor), Path(dag), no_parents=True)
         variants.append({"kind": "dag", "name": "none", "codec": str(codec.relative_to(out)), "dag": None,
                          "parents": {g: None for g in groups}})
+    if "global" in kinds:
+        codec = stage2("dag-chosen-global", Path(anchor), Path(dag), no_parents=False, use_global=True)
+        variants.append({"kind": "dag", "name": "chosen-global", "codec": str(codec.relative_to(out)),
+                         "dag": str(dag), "parents": {g: chosen["parents"].get(g) for g in groups},
+                         "global_context": True})
 
     for name, gs in (("grouped", all_groups), ("single", list(tasks))) if "grouping" in kinds else ():
         folder = out / f"group-{name}"
@@ -148,10 +157,17 @@ def train_ablation(anchor: str | Path, dag: str | Path, data: str | Path, val: s
         codec = stage2(f"group-{name}/s2", folder / "s1" / "anchor.pt", flat, no_parents=True)
         variants.append({"kind": "grouping", "name": name, "codec": str(codec.relative_to(out)), "groups": gs,
                          "parents": {g: None for g in gs}})
+    # variants of kinds not trained in this call stay listed, so kinds can be added one at a time
+    listed = {(v["kind"], v["name"]) for v in variants}
+    earlier = json.loads((out / MANIFEST).read_text())["variants"] if (out / MANIFEST).exists() else []
+    variants = [v for v in earlier if (v["kind"], v["name"]) not in listed] + variants
+    # DAG variants first: evaluation normalises every loss by the first variant's trivial loss
+    variants.sort(key=lambda v: v["kind"] != "dag")
     manifest = {"schema": SCHEMA, "anchor": str(anchor), "dag": str(dag), "data": str(data), "val": str(val),
                 "groups": groups, "tasks": tasks, "budget": asdict(b), "variants": variants,
                 "notes": {"dag": "shared stage-1 anchor; entropy models and gains trained, transforms frozen",
-                          "grouping": "stage 1 retrained for both with the same budget; no DAG parents"}}
+                          "grouping": "stage 1 retrained for both with the same budget; no DAG parents",
+                          "global": "chosen DAG plus Eq. 12's global term in each child's second pass"}}
     _write_json(out / MANIFEST, manifest)
     return manifest
 
@@ -305,7 +321,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--gain-range", default=",".join(str(x) for x in d.gain_range))
     p.add_argument("--parent-input", choices=PARENT_INPUTS, default=d.parent_input)
     p.add_argument("--views", choices=VIEWS, default=d.views)
-    p.add_argument("--kinds", default=",".join(KINDS), help="variants to train: dag, grouping or both")
+    p.add_argument("--kinds", default=",".join(DEFAULT_KINDS),
+                   help="variants to train, any of: dag, grouping, global (the chosen DAG with Eq. 12's term)")
     p.add_argument("--quiet", action="store_true")
     a = p.parse_args(argv)
     budget = AblationBudget(stage1_steps=a.stage1_steps, entropy_steps=a.entropy_steps, batch=a.batch, crop=a.crop,
@@ -315,7 +332,7 @@ def main(argv: list[str] | None = None) -> None:
                             trivial_samples=a.trivial_samples, parent_input=a.parent_input, views=a.views)
     kinds = tuple(k.strip() for k in a.kinds.split(",") if k.strip())
     if not kinds or set(kinds) - set(KINDS):
-        p.error(f"--kinds takes {' and/or '.join(KINDS)}")
+        p.error(f"--kinds takes {', '.join(KINDS)}")
     m = train_ablation(a.anchor, a.dag, a.data, a.val, a.out, budget, kinds=kinds, progress=not a.quiet)
     print(f"wrote {Path(a.out) / MANIFEST}: {len(m['variants'])} variants")
 

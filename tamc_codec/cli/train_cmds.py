@@ -67,11 +67,16 @@ def train() -> None:
 @click.option("--global-context", is_flag=True, help="Decoders also see the latent's spatial mean.")
 @click.option("--coords", is_flag=True,
               help="Encoders and decoders also see each pixel's position in the picture (docs/TRAINING.md).")
+@click.option("--shared-warmup", type=int, default=0, show_default=True,
+              help="Train all groups' encoders as one for the first N steps, then apart (docs/TRAINING.md).")
+@click.option("--precision", type=click.Choice(("fp32", "bf16")), default="fp32", show_default=True,
+              help="bf16: bfloat16 autocast for forward and backward, float32 weights (faster on AVX-512 BF16 CPUs).")
 @click.option("--max-minutes", type=float, default=None,
               help="Pause (with a checkpoint) after this many minutes; run again to continue.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
 def stage1(data, val, grouping, groups, out, steps, batch, crop, views, lr, seed, eval_every, ckpt_every, val_limit,
-           latent_channels, norm, encoder_norm, global_context, coords, max_minutes, quiet) -> None:
+           latent_channels, norm, encoder_norm, global_context, coords, shared_warmup, precision, max_minutes,
+           quiet) -> None:
     """Stage 1: train group encoders and task decoders on the task losses (no rate term).
 
     \b
@@ -90,7 +95,8 @@ def stage1(data, val, grouping, groups, out, steps, batch, crop, views, lr, seed
                     coords=coords).to_dict()
     cfg = Stage1Config(data=data, val=val, groups=group_list, out=out, steps=steps, batch=batch, crop=crop, views=views,
                        lr=lr, seed=seed, eval_every=eval_every, ckpt_every=ckpt_every, val_limit=val_limit, net=net,
-                       grouping_file=grouping, lookahead_assignment=assignment)
+                       grouping_file=grouping, lookahead_assignment=assignment, shared_warmup=shared_warmup,
+                       precision=precision)
     rec = train_stage1(cfg, progress=not quiet, log=lambda m: click.echo(m, err=True), max_minutes=max_minutes)
     if rec and not rec.get("paused"):
         click.echo(f"stage 1 done: {rec['steps']} steps in {rec['seconds']:.0f} s "

@@ -78,7 +78,13 @@ def write_card(run: Path, model: Path, quality_json: Path) -> str:
                      f"{norm_names.get(dec_norm, 'no normalisation')} in the decoders"]
         options = norms + [o for o, on in (("pixel positions", net.get("coords")),
                                            ("global context", net.get("global_context"))) if on]
-        lines.append(f"- Stage 1: {s1['steps']} steps × batch {c['batch']} of {views}, lr {c['lr']}, "
+        how = []
+        if c.get("shared_warmup"):
+            how.append(f"the first {c['shared_warmup']} with all groups' encoders trained as one")
+        if c.get("precision", "fp32") != "fp32":
+            how.append(f"{c['precision']} autocast")
+        lines.append(f"- Stage 1: {s1['steps']} steps × batch {c['batch']} of {views}"
+                     f"{' (' + '; '.join(how) + ')' if how else ''}, lr {c['lr']}, "
                      f"seed {c['seed']}; networks {net.get('latent_channels', '?')}-channel latents"
                      f"{' with ' + ', '.join(options) if options else ''}; {s1['seconds'] / 60:.1f} min at "
                      f"{s1['images_per_s']} images/s, {s1['parameters'] / 1e6:.2f} M parameters; serving groups "

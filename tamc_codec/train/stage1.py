@@ -30,6 +30,7 @@ from .common import (git_commit, init_distributed, load_checkpoint, save_checkpo
                      set_threads, write_json)
 
 CHECKPOINT = "checkpoint.pt"
+PRECISIONS = ("fp32", "bf16")
 RECORD = "stage1.json"
 LATENTS = "latents.npz"
 
@@ -58,6 +59,15 @@ class Stage1Config:
     net: dict = field(default_factory=lambda: NetConfig().to_dict())
     grouping_file: str | None = None
     lookahead_assignment: dict | None = None
+    # For the first `shared_warmup` steps every group's encoder is one encoder (same start,
+    # gradients summed over all groups' tasks), then each goes on alone. A group whose tasks
+    # are all geometric otherwise learns its features from depth and normal only: in the
+    # previous recipe its encoder served normal at 0.90 of trivial where the large group's,
+    # also pushed by rgb and edge, reached 0.59 (docs/TRAINING.md).
+    shared_warmup: int = 0
+    # "bf16": forward and backward under bfloat16 autocast (weights, optimiser and losses
+    # stay float32); about 1.6x faster on CPUs with AVX-512 BF16, so more steps fit the budget.
+    precision: str = "fp32"
 
 
 # --------------------------------------------------------------------------- trivial predictor
@@ -249,7 +259,11 @@ def train_stage1(cfg: Stage1Config, *, progress: bool = True, log=print, stop_af
         raise TamcInputError(f"--crop {cfg.crop} is larger than the training images ({train_ds.size})")
     sources = training_views(train_ds, cfg.data, cfg.views)
 
+    if cfg.precision not in PRECISIONS:
+        raise TamcInputError(f"unknown precision {cfg.precision!r} (known: {', '.join(PRECISIONS)})")
     model = MultiGroupModel(cfg.groups, NetConfig.from_dict(cfg.net))
+    if cfg.shared_warmup > 0:
+        tie_encoders(model)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=1e-4)
     rng = np.random.default_rng([cfg.seed, dist_info.rank])
     step = 0
@@ -259,8 +273,10 @@ def train_stage1(cfg: Stage1Config, *, progress: bool = True, log=print, stop_af
     state = load_checkpoint(out / CHECKPOINT)
     if state is not None:
         same_net = NetConfig.from_dict(state["config"]["net"]).to_dict() == NetConfig.from_dict(cfg.net).to_dict()
-        if state["config"]["groups"] != cfg.groups or not same_net:
-            raise TamcInputError(f"{out / CHECKPOINT} is from a run with other groups or networks; use another --out")
+        if (state["config"]["groups"] != cfg.groups or not same_net
+                or state["config"].get("shared_warmup", 0) != cfg.shared_warmup):
+            raise TamcInputError(f"{out / CHECKPOINT} is from a run with other groups, networks or warm-up; "
+                                 "use another --out")
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
         rng.bit_generator.state = state["rng"][dist_info.rank] if dist_info.rank < len(state["rng"]) else rng.bit_generator.state
@@ -296,15 +312,18 @@ def train_stage1(cfg: Stage1Config, *, progress: bool = True, log=print, stop_af
         t1 = time.perf_counter()
         for group in opt.param_groups:
             group["lr"] = _lr_at(cfg, step)
-        preds = net(b["image"], b["origin"])
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=cfg.precision == "bf16"):
+            preds = net(b["image"], b["origin"])
         losses = {}
         total = 0.0
         for (g, t), p in preds.items():
-            l = task_loss(t, p, b[t]) / trivial[t]
+            l = task_loss(t, p.float(), b[t]) / trivial[t]
             losses[(g, t)] = l
             total = total + l
         opt.zero_grad(set_to_none=True)
         total.backward()
+        if step < cfg.shared_warmup:
+            sum_encoder_grads(model)
         torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
         opt.step()
         step += 1
@@ -374,6 +393,26 @@ def train_stage1(cfg: Stage1Config, *, progress: bool = True, log=print, stop_af
         dump_latents(model, val_ds, out / LATENTS)
         write_json(out / RECORD, record)
     return record
+
+
+def tie_encoders(model: MultiGroupModel) -> None:
+    """Give every group's encoder the first one's weights (the start of a shared warm-up)."""
+    first = next(iter(model.encoders.values())).state_dict()
+    for enc in model.encoders.values():
+        enc.load_state_dict(first)
+
+
+def sum_encoder_grads(model: MultiGroupModel) -> None:
+    """Set each encoder's gradient to the sum over all encoders. From equal weights and equal
+    optimiser states this keeps the encoders equal: one encoder trained on every group's tasks."""
+    encoders = list(model.encoders.values())
+    for params in zip(*(e.parameters() for e in encoders)):
+        grads = [p.grad for p in params if p.grad is not None]
+        if not grads:
+            continue
+        total = torch.stack(grads).sum(0)
+        for p in params:
+            p.grad = total.clone()
 
 
 def _ranks_in_sync(model: torch.nn.Module) -> bool:
