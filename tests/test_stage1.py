@@ -42,6 +42,16 @@ def test_model_shapes():
     assert m.serving["depth"] in ("seg+depth+normal", "depth+edge")
 
 
+def _mean_losses_trained_and_fresh(rec: dict, folders) -> tuple[float, float]:
+    """Mean validation loss / trivial of a run's model and of a freshly initialised one."""
+    from tamc_codec.data.torch_dataset import MultiTaskDataset
+
+    val = MultiTaskDataset(folders / "val", ["seg", "depth", "normal", "edge", "keypoint", "rgb"], train=False)
+    fresh = evaluate(MultiGroupModel(GROUPS, NetConfig.from_dict(TINY)), val, rec["trivial_loss"])
+    mean = lambda r: float(np.mean([x["normalised"] for ts in r.values() for x in ts.values()]))  # noqa: E731
+    return mean(rec["val"]), mean(fresh)
+
+
 def test_training_lowers_loss_and_writes_records(folders, tmp_path):
     cfg = _cfg(folders, tmp_path / "run", 40)
     rec = train_stage1(cfg, progress=False)
@@ -50,14 +60,8 @@ def test_training_lowers_loss_and_writes_records(folders, tmp_path):
         assert t in g.split("+")
         assert rec["served"][t]["normalised"] == min(rec["val"][h][t]["normalised"] for h in rec["val"] if t in rec["val"][h])
     # the trained model beats a freshly initialised one on validation
-    fresh = MultiGroupModel(GROUPS, NetConfig.from_dict(TINY))
-    from tamc_codec.data.torch_dataset import MultiTaskDataset
-
-    val = MultiTaskDataset(folders / "val", rec["config"]["groups"] and ["seg", "depth", "normal", "edge", "keypoint", "rgb"], train=False)
-    before = evaluate(fresh, val, rec["trivial_loss"])
-    after = rec["val"]
-    mean = lambda r: np.mean([x["normalised"] for ts in r.values() for x in ts.values()])  # noqa: E731
-    assert mean(after) < mean(before)
+    trained, fresh = _mean_losses_trained_and_fresh(rec, folders)
+    assert trained < fresh
     on_disk = json.loads((tmp_path / "run" / "stage1.json").read_text())
     assert on_disk["serving"] == rec["serving"] and on_disk["images_per_s"] > 0
     lat = np.load(tmp_path / "run" / "latents.npz")
@@ -178,12 +182,8 @@ def test_bf16_training_keeps_float32_weights_and_learns(folders, tmp_path):
     rec = train_stage1(_cfg(folders, tmp_path / "bf16", 40, precision="bf16"), progress=False)
     state = torch.load(tmp_path / "bf16" / "anchor.pt", weights_only=False)["model"]
     assert all(v.dtype == torch.float32 for v in state.values() if v.is_floating_point())
-    fresh = MultiGroupModel(GROUPS, NetConfig.from_dict(TINY))
-    from tamc_codec.data.torch_dataset import MultiTaskDataset
-
-    val = MultiTaskDataset(folders / "val", ["seg", "depth", "normal", "edge", "keypoint", "rgb"], train=False)
-    mean = lambda r: np.mean([x["normalised"] for ts in r.values() for x in ts.values()])  # noqa: E731
-    assert mean(rec["val"]) < mean(evaluate(fresh, val, rec["trivial_loss"]))
+    trained, fresh = _mean_losses_trained_and_fresh(rec, folders)
+    assert trained < fresh
     with pytest.raises(TamcInputError, match="precision"):
         train_stage1(_cfg(folders, tmp_path / "bad", 1, precision="fp8"), progress=False)
 

@@ -118,27 +118,24 @@ def train_ablation(anchor: str | Path, dag: str | Path, data: str | Path, val: s
                          progress=progress, log=log)
         return folder / "codec.pt"
 
-    dag_files = {"chosen": Path(dag)} if "dag" in kinds else {}
+    # (name, DAG file, without parents, with Eq. 12's global term), in listing order
+    dag_runs: list[tuple[str, Path, bool, bool]] = [("chosen", Path(dag), False, False)] if "dag" in kinds else []
     for k in range(b.random_dags if "dag" in kinds else 0):
         f = out / f"dag-random-{k + 1}.json"
         if not f.exists():
             # one generator per DAG: a resumed run draws the same graphs
             _write_json(f, random_dag(groups, np.random.default_rng([b.seed, 7, k]), chosen.get("parents")))
-        dag_files[f"random-{k + 1}"] = f
-    for name, f in dag_files.items():
-        codec = stage2(f"dag-{name}", Path(anchor), f, no_parents=False)
-        parents = json.loads(f.read_text())["parents"]
-        variants.append({"kind": "dag", "name": name, "codec": str(codec.relative_to(out)), "dag": str(f),
-                         "parents": {g: parents.get(g) for g in groups}})
+        dag_runs.append((f"random-{k + 1}", f, False, False))
     if "dag" in kinds:
-        codec = stage2("dag-none", Path(anchor), Path(dag), no_parents=True)
-        variants.append({"kind": "dag", "name": "none", "codec": str(codec.relative_to(out)), "dag": None,
-                         "parents": {g: None for g in groups}})
+        dag_runs.append(("none", Path(dag), True, False))
     if "global" in kinds:
-        codec = stage2("dag-chosen-global", Path(anchor), Path(dag), no_parents=False, use_global=True)
-        variants.append({"kind": "dag", "name": "chosen-global", "codec": str(codec.relative_to(out)),
-                         "dag": str(dag), "parents": {g: chosen["parents"].get(g) for g in groups},
-                         "global_context": True})
+        dag_runs.append(("chosen-global", Path(dag), False, True))
+    for name, f, no_parents, use_global in dag_runs:
+        codec = stage2(f"dag-{name}", Path(anchor), f, no_parents=no_parents, use_global=use_global)
+        parents = {} if no_parents else json.loads(f.read_text())["parents"]
+        variants.append({"kind": "dag", "name": name, "codec": str(codec.relative_to(out)),
+                         "dag": None if no_parents else str(f), "parents": {g: parents.get(g) for g in groups},
+                         **({"global_context": True} if use_global else {})})
 
     for name, gs in (("grouped", all_groups), ("single", list(tasks))) if "grouping" in kinds else ():
         folder = out / f"group-{name}"

@@ -8,7 +8,7 @@ import click
 from ..errors import TamcInputError
 from ..runtime.manifest import DEFAULT_PARENT_INPUT, PARENT_INPUTS
 from ..nets import NORMS
-from ..train import DEFAULT_GAIN_RANGE, DEFAULT_LAMBDAS, VIEWS
+from ..train import DEFAULT_GAIN_RANGE, DEFAULT_LAMBDAS, PRECISIONS, VIEWS
 
 
 def _groups_from(grouping: str | None, groups: str | None) -> tuple[list[str], dict | None]:
@@ -69,7 +69,7 @@ def train() -> None:
               help="Encoders and decoders also see each pixel's position in the picture (docs/TRAINING.md).")
 @click.option("--shared-warmup", type=int, default=0, show_default=True,
               help="Train all groups' encoders as one for the first N steps, then apart (docs/TRAINING.md).")
-@click.option("--precision", type=click.Choice(("fp32", "bf16")), default="fp32", show_default=True,
+@click.option("--precision", type=click.Choice(PRECISIONS), default="fp32", show_default=True,
               help="bf16: bfloat16 autocast for forward and backward, float32 weights (faster on AVX-512 BF16 CPUs).")
 @click.option("--max-minutes", type=float, default=None,
               help="Pause (with a checkpoint) after this many minutes; run again to continue.")

@@ -3,6 +3,9 @@
 #: Stage1Config.views / Stage2Config.views: what training batches show (torch-free, for the CLI).
 VIEWS = ("crop", "mix")
 
+#: Stage1Config.precision: float32, or bfloat16 autocast for forward and backward (torch-free, for the CLI).
+PRECISIONS = ("fp32", "bf16")
+
 #: Stage2Config.lambdas: λ per quality, lowest rate first (docs/TRAINING.md, "λ").
 DEFAULT_LAMBDAS = (0.01, 0.1, 0.6, 2.5, 32.0)
 

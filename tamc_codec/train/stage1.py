@@ -25,12 +25,11 @@ from ..nets.multitask import MultiGroupModel, NetConfig, count_parameters
 from ..tasks import metrics as M
 from ..tasks.losses import task_loss
 from ..tasks.registry import TASK_SPECS
-from . import VIEWS
+from . import PRECISIONS, VIEWS
 from .common import (git_commit, init_distributed, load_checkpoint, save_checkpoint, seed_everything,
                      set_threads, write_json)
 
 CHECKPOINT = "checkpoint.pt"
-PRECISIONS = ("fp32", "bf16")
 RECORD = "stage1.json"
 LATENTS = "latents.npz"
 
