@@ -75,3 +75,22 @@ def test_card_states_the_stage1_warmup_and_precision(tmp_path):
     s1["config"].pop("shared_warmup"), s1["config"].pop("precision")
     (run / "stage1" / "stage1.json").write_text(json.dumps(s1))
     assert "autocast" not in write_card(run, model, _quality(tmp_path / "q.json"))
+
+
+def test_card_names_the_gpu_that_trained_stage1(tmp_path):
+    model = _model(tmp_path / "model")
+    run = tmp_path / "run"
+    (run / "stage1").mkdir(parents=True)
+    s1 = {"steps": 6000, "seconds": 666.0, "images_per_s": 303.0, "parameters": 6_700_000, "groups": ["a"],
+          "hardware": "NVIDIA H100 80GB HBM3 GPU",
+          "config": {"crop": 128, "views": "mix", "batch": 32, "lr": 0.002, "seed": 0, "device": "cuda",
+                     "net": {"latent_channels": 64}}}
+    (run / "stage1" / "stage1.json").write_text(json.dumps(s1))
+    text = write_card(run, model, _quality(tmp_path / "q.json"))
+    assert "6000 steps × batch 32 of 128² crops alternating with whole scenes downsampled to 128² (on NVIDIA H100 " \
+           "80GB HBM3 GPU)" in text
+    assert "- Hardware: stage 1 on NVIDIA H100 80GB HBM3 GPU, the other stages on a" in text
+    # a record from before `hardware` was written still says where it ran
+    del s1["hardware"]
+    (run / "stage1" / "stage1.json").write_text(json.dumps(s1))
+    assert "- Hardware: stage 1 on cuda," in write_card(run, model, _quality(tmp_path / "q.json"))

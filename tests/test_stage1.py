@@ -136,6 +136,33 @@ def test_resume_continues_where_it_stopped(folders, tmp_path):
         torch.testing.assert_close(sa[k], sb[k], rtol=1e-4, atol=1e-5)
 
 
+def test_loader_processes_do_not_change_the_batches_or_the_run(folders, tmp_path):
+    from tamc_codec.data.torch_dataset import MultiTaskDataset, StepBatches, step_batches
+
+    ds = MultiTaskDataset(folders / "train", ["seg", "depth", "rgb"], crop=16, train=True)
+    plan = StepBatches([ds], batch=3, seed=7)
+    inline = list(step_batches(plan, 2, 6))
+    ahead = list(step_batches(plan, 2, 6, workers=2))
+    assert len(inline) == len(ahead) == 4
+    for x, y in zip(inline, ahead):
+        assert x.keys() == y.keys() and all(torch.equal(x[k], y[k]) for k in x)
+    # a step's batch is its own: not the same as its neighbour's, and the same when asked again
+    assert not torch.equal(inline[0]["rgb"], inline[1]["rgb"])
+    assert torch.equal(plan[2]["rgb"], inline[0]["rgb"])
+
+    a = train_stage1(_cfg(folders, tmp_path / "inline", 6), progress=False)
+    b = train_stage1(_cfg(folders, tmp_path / "ahead", 6, workers=2), progress=False)
+    assert a["val"] == b["val"]
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message on a machine without CUDA")
+def test_cuda_without_a_gpu_is_a_clear_error(folders, tmp_path):
+    from tamc_codec.errors import TamcInputError
+
+    with pytest.raises(TamcInputError, match="no CUDA device"):
+        train_stage1(_cfg(folders, tmp_path / "gpu", 2, device="cuda"), progress=False)
+
+
 def test_mixed_views_show_whole_scenes(folders, tmp_path):
     from tamc_codec.data.torch_dataset import MultiTaskDataset
     from tamc_codec.errors import TamcInputError

@@ -71,12 +71,16 @@ def train() -> None:
               help="Train all groups' encoders as one for the first N steps, then apart (docs/TRAINING.md).")
 @click.option("--precision", type=click.Choice(PRECISIONS), default="fp32", show_default=True,
               help="bf16: bfloat16 autocast for forward and backward, float32 weights (faster on AVX-512 BF16 CPUs).")
+@click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True,
+              help="Where to train. The batches are the same on either (drawn per step from the seed).")
+@click.option("--workers", type=int, default=0, show_default=True,
+              help="Processes that prepare batches ahead (0: in the training process; a GPU needs several).")
 @click.option("--max-minutes", type=float, default=None,
               help="Pause (with a checkpoint) after this many minutes; run again to continue.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
 def stage1(data, val, grouping, groups, out, steps, batch, crop, views, lr, seed, eval_every, ckpt_every, val_limit,
-           latent_channels, norm, encoder_norm, global_context, coords, shared_warmup, precision, max_minutes,
-           quiet) -> None:
+           latent_channels, norm, encoder_norm, global_context, coords, shared_warmup, precision, device, workers,
+           max_minutes, quiet) -> None:
     """Stage 1: train group encoders and task decoders on the task losses (no rate term).
 
     \b
@@ -96,7 +100,7 @@ def stage1(data, val, grouping, groups, out, steps, batch, crop, views, lr, seed
     cfg = Stage1Config(data=data, val=val, groups=group_list, out=out, steps=steps, batch=batch, crop=crop, views=views,
                        lr=lr, seed=seed, eval_every=eval_every, ckpt_every=ckpt_every, val_limit=val_limit, net=net,
                        grouping_file=grouping, lookahead_assignment=assignment, shared_warmup=shared_warmup,
-                       precision=precision)
+                       precision=precision, device=device, workers=workers)
     rec = train_stage1(cfg, progress=not quiet, log=lambda m: click.echo(m, err=True), max_minutes=max_minutes)
     if rec and not rec.get("paused"):
         click.echo(f"stage 1 done: {rec['steps']} steps in {rec['seconds']:.0f} s "

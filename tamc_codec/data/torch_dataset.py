@@ -5,7 +5,7 @@ Samples are dicts in the target format of :mod:`tamc_codec.data.arrays`.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Iterable
+from typing import Iterable, Iterator
 
 import numpy as np
 import torch
@@ -83,6 +83,31 @@ class MultiTaskDataset(torch.utils.data.Dataset):
             y, x = (int(v) for v in rng.integers(0, self.size - c + 1, 2))
             items.append(self.sample(i, y, x, bool(rng.random() < 0.5)))
         return collate(items)
+
+
+class StepBatches(torch.utils.data.Dataset):
+    """Training batch number `step` as one item, drawn with a generator seeded by
+    (seed, rank, step) alone: the batches do not depend on how many loader processes
+    draw them, nor on where a run was resumed. Steps alternate between `sources`
+    (crops and whole scenes, stage 1's views)."""
+
+    def __init__(self, sources: list[MultiTaskDataset], batch: int, seed: int, rank: int = 0):
+        self.sources, self.batch, self.seed, self.rank = sources, batch, seed, rank
+
+    def __getitem__(self, step: int) -> dict[str, torch.Tensor]:
+        rng = np.random.default_rng([self.seed, self.rank, step])
+        return self.sources[step % len(self.sources)].random_batch(rng, self.batch)
+
+
+def step_batches(plan: StepBatches, start: int, stop: int, workers: int = 0,
+                 pin_memory: bool = False) -> Iterator[dict[str, torch.Tensor]]:
+    """Batches for steps start..stop-1 in order; `workers` > 0 prepares them ahead in that
+    many processes (a GPU outruns one process slicing and normalising crops)."""
+    if workers <= 0:
+        return (plan[s] for s in range(start, stop))
+    loader = torch.utils.data.DataLoader(plan, batch_size=None, sampler=range(start, stop), num_workers=workers,
+                                         pin_memory=pin_memory, prefetch_factor=4)
+    return iter(loader)
 
 
 def collate(items: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:

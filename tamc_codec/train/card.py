@@ -83,6 +83,8 @@ def write_card(run: Path, model: Path, quality_json: Path) -> str:
             how.append(f"the first {c['shared_warmup']} with all groups' encoders trained as one")
         if c.get("precision", "fp32") != "fp32":
             how.append(f"{c['precision']} autocast")
+        if c.get("device", "cpu") != "cpu":
+            how.append(f"on {s1.get('hardware') or c['device']}")
         lines.append(f"- Stage 1: {s1['steps']} steps × batch {c['batch']} of {views}"
                      f"{' (' + '; '.join(how) + ')' if how else ''}, lr {c['lr']}, "
                      f"seed {c['seed']}; networks {net.get('latent_channels', '?')}-channel latents"
@@ -107,7 +109,12 @@ def write_card(run: Path, model: Path, quality_json: Path) -> str:
     if blend:
         lines.append(f"- Export: quality 1 codes with gains {blend:g} of the way (log scale) from the trained q1's "
                      f"to q2's (`tamc export --lowest-blend`, docs/MODEL.md).")
-    lines.append(f"- Hardware: {platform.machine()} CPU, recorded by `bin/train-default`.")
+    stage1_on = s1.get("hardware") or s1.get("config", {}).get("device", "cpu")
+    if stage1_on == "cpu":
+        lines.append(f"- Hardware: {platform.machine()} CPU, recorded by `bin/train-default`.")
+    else:
+        lines.append(f"- Hardware: stage 1 on {stage1_on}, the other stages on a {platform.machine()} CPU "
+                     f"(`bin/train-default`).")
     if q:
         tasks = list(q["anchor"])
         lines += ["", f"## Measured on the test split ({q['images']} images, 512×512)", "",

@@ -11,6 +11,7 @@ different units weigh alike and "loss < 0.5" reads "halves the trivial loss".
 from __future__ import annotations
 
 import math
+import os
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -19,7 +20,7 @@ import numpy as np
 import torch
 
 from ..contract import TASKS, group_tasks, sort_tasks
-from ..data.torch_dataset import MultiTaskDataset, collate
+from ..data.torch_dataset import MultiTaskDataset, StepBatches, collate, step_batches
 from ..errors import TamcInputError
 from ..nets.multitask import MultiGroupModel, NetConfig, count_parameters
 from ..tasks import metrics as M
@@ -67,6 +68,10 @@ class Stage1Config:
     # "bf16": forward and backward under bfloat16 autocast (weights, optimiser and losses
     # stay float32); about 1.6x faster on CPUs with AVX-512 BF16, so more steps fit the budget.
     precision: str = "fp32"
+    # "cpu" or "cuda". Neither this nor `workers` changes the batches a step sees
+    # (data.torch_dataset.StepBatches), only where and how fast they are computed.
+    device: str = "cpu"
+    workers: int = 0
 
 
 # --------------------------------------------------------------------------- trivial predictor
@@ -159,6 +164,16 @@ class TaskMetrics:
         return {"psnr_db": self.psnr_sum / max(self.n, 1)}
 
 
+def _model_device(model: torch.nn.Module) -> torch.device:
+    return next(model.parameters()).device
+
+
+def _to(batch: dict[str, torch.Tensor], device: torch.device) -> dict[str, torch.Tensor]:
+    if device.type == "cpu":
+        return batch
+    return {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+
+
 @torch.no_grad()
 def evaluate(model: MultiGroupModel, val: MultiTaskDataset, trivial: dict[str, float], batch: int = 8) -> dict:
     """Validation losses of every (group, task) pair, normalised by the trivial loss, and metrics."""
@@ -167,7 +182,9 @@ def evaluate(model: MultiGroupModel, val: MultiTaskDataset, trivial: dict[str, f
     sums: dict[tuple[str, str], float] = {}
     mets = {(g, t): TaskMetrics(t) for g in model.groups for t in group_tasks(g)}
     n = 0
+    device = _model_device(model)
     for b in _batches(val, batch):
+        b = _to(b, device)
         k = b["image"].shape[0]
         preds = model(b["image"])
         for (g, t), p in preds.items():
@@ -204,9 +221,10 @@ def dump_latents(model: MultiGroupModel, val: MultiTaskDataset, path: Path, batc
 
     model.eval()
     parts: dict[str, list[np.ndarray]] = {g: [] for g in model.coded_groups}
+    device = _model_device(model)
     for b in _batches(val, batch):
-        for g, y in model.encode(b["image"], model.coded_groups).items():
-            parts[g].append(y.float().numpy())
+        for g, y in model.encode(b["image"].to(device), model.coded_groups).items():
+            parts[g].append(y.float().cpu().numpy())
     arrays = {g: np.concatenate(v).astype(np.float32) for g, v in parts.items()}
     with atomic_path(path) as tmp:
         with open(tmp, "wb") as fh:
@@ -260,11 +278,12 @@ def train_stage1(cfg: Stage1Config, *, progress: bool = True, log=print, stop_af
 
     if cfg.precision not in PRECISIONS:
         raise TamcInputError(f"unknown precision {cfg.precision!r} (known: {', '.join(PRECISIONS)})")
+    device = _training_device(cfg.device, dist_info)
     model = MultiGroupModel(cfg.groups, NetConfig.from_dict(cfg.net))
     if cfg.shared_warmup > 0:
         tie_encoders(model)
+    model.to(device)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=1e-4)
-    rng = np.random.default_rng([cfg.seed, dist_info.rank])
     step = 0
     elapsed = 0.0
     history: list[dict] = []
@@ -278,7 +297,6 @@ def train_stage1(cfg: Stage1Config, *, progress: bool = True, log=print, stop_af
                                  "use another --out")
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
-        rng.bit_generator.state = state["rng"][dist_info.rank] if dist_info.rank < len(state["rng"]) else rng.bit_generator.state
         torch.set_rng_state(state["torch_rng"])
         step, elapsed, history, timing = state["step"], state["elapsed"], state["history"], state["timing"]
         trivial = state["trivial"]
@@ -289,7 +307,8 @@ def train_stage1(cfg: Stage1Config, *, progress: bool = True, log=print, stop_af
 
     net: torch.nn.Module = model
     if dist_info.world > 1:
-        net = torch.nn.parallel.DistributedDataParallel(model)
+        net = torch.nn.parallel.DistributedDataParallel(
+            model, device_ids=[device.index] if device.type == "cuda" else None)
 
     bar = None
     if progress and dist_info.main:
@@ -301,17 +320,19 @@ def train_stage1(cfg: Stage1Config, *, progress: bool = True, log=print, stop_af
     t_start = time.perf_counter() - elapsed
     session_start = time.perf_counter()
     stopped_early = False
+    batches = step_batches(StepBatches(sources, cfg.batch, cfg.seed, dist_info.rank), step, cfg.steps,
+                           cfg.workers, pin_memory=device.type == "cuda")
     while step < cfg.steps:
         if (stop_after is not None and step >= stop_after) or (
                 max_minutes is not None and time.perf_counter() - session_start > 60 * max_minutes):
             stopped_early = True
             break
         t0 = time.perf_counter()
-        b = sources[step % len(sources)].random_batch(rng, cfg.batch)
+        b = _to(next(batches), device)
         t1 = time.perf_counter()
         for group in opt.param_groups:
             group["lr"] = _lr_at(cfg, step)
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=cfg.precision == "bf16"):
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.precision == "bf16"):
             preds = net(b["image"], b["origin"])
         losses = {}
         total = 0.0
@@ -329,8 +350,8 @@ def train_stage1(cfg: Stage1Config, *, progress: bool = True, log=print, stop_af
         t2 = time.perf_counter()
         timing["data_s"] += t1 - t0
         timing["compute_s"] += t2 - t1
-        for (g, t), l in losses.items():
-            v = float(l.detach())
+        # one host-device sync per step, not one per loss
+        for ((g, t), v) in zip(losses, torch.stack([l.detach() for l in losses.values()]).tolist()):
             ema[t] = 0.95 * ema.get(t, v) + 0.05 * v
         if bar:
             bar.update(1)
@@ -346,7 +367,7 @@ def train_stage1(cfg: Stage1Config, *, progress: bool = True, log=print, stop_af
         if dist_info.main and (step % cfg.ckpt_every == 0 or last or pause):
             save_checkpoint(out / CHECKPOINT, {
                 "model": model.state_dict(), "optimizer": opt.state_dict(), "step": step,
-                "rng": [rng.bit_generator.state], "torch_rng": torch.get_rng_state(),
+                "torch_rng": torch.get_rng_state(),
                 "elapsed": time.perf_counter() - t_start, "history": history, "timing": timing,
                 "trivial": trivial, "config": asdict(cfg),
             })
@@ -384,14 +405,37 @@ def train_stage1(cfg: Stage1Config, *, progress: bool = True, log=print, stop_af
             "world_size": dist_info.world,
             "ranks_in_sync": in_sync,
             "threads": torch.get_num_threads(),
+            "hardware": _hardware(device),
             "git_commit": git_commit(),
         }
-        torch.save({"model": model.state_dict(), "describe": model.describe(), "trivial": trivial},
+        torch.save({"model": {k: v.cpu() for k, v in model.state_dict().items()}, "describe": model.describe(), "trivial": trivial},
                    out / "anchor.pt.tmp")
         (out / "anchor.pt.tmp").replace(out / "anchor.pt")
         dump_latents(model, val_ds, out / LATENTS)
         write_json(out / RECORD, record)
     return record
+
+
+def _hardware(device: torch.device) -> str:
+    """What trained the run, for the record and the model card."""
+    if device.type == "cuda":
+        return f"{torch.cuda.get_device_name(device)} GPU"
+    import platform
+
+    return f"{platform.machine()} CPU, {torch.get_num_threads()} threads"
+
+
+def _training_device(name: str, dist_info) -> torch.device:
+    if name == "cpu":
+        return torch.device("cpu")
+    if name != "cuda":
+        raise TamcInputError(f"unknown device {name!r} (known: cpu, cuda)")
+    if not torch.cuda.is_available():
+        raise TamcInputError("--device cuda: no CUDA device is available here")
+    local = int(os.environ.get("LOCAL_RANK", dist_info.rank))
+    torch.cuda.set_device(local)
+    torch.backends.cudnn.benchmark = True
+    return torch.device("cuda", local)
 
 
 def tie_encoders(model: MultiGroupModel) -> None:
