@@ -31,6 +31,15 @@ def _groups_from(grouping: str | None, groups: str | None) -> tuple[list[str], d
     return out, None
 
 
+def _device_options(f):
+    """--device and --workers, shared by both stages."""
+    f = click.option("--workers", type=int, default=0, show_default=True,
+                     help="Processes that prepare batches ahead (0: in the training process; a GPU needs several)."
+                     )(f)
+    return click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True,
+                        help="Where to train. The batches are the same on either (drawn per step from the seed).")(f)
+
+
 @click.group()
 def train() -> None:
     """Train tamc's networks: stage 1 (encoders and decoders), then stage 2 (entropy models).
@@ -71,10 +80,7 @@ def train() -> None:
               help="Train all groups' encoders as one for the first N steps, then apart (docs/TRAINING.md).")
 @click.option("--precision", type=click.Choice(PRECISIONS), default="fp32", show_default=True,
               help="bf16: bfloat16 autocast for forward and backward, float32 weights (faster on AVX-512 BF16 CPUs).")
-@click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True,
-              help="Where to train. The batches are the same on either (drawn per step from the seed).")
-@click.option("--workers", type=int, default=0, show_default=True,
-              help="Processes that prepare batches ahead (0: in the training process; a GPU needs several).")
+@_device_options
 @click.option("--max-minutes", type=float, default=None,
               help="Pause (with a checkpoint) after this many minutes; run again to continue.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
@@ -147,9 +153,10 @@ def _numbers(option: str, text: str) -> list[float]:
               help="What a child's entropy model sees of its parent: its latent (dequantised) or its "
                    "quantised latent, on a grid that scales with the quality like the child's (docs/TRAINING.md).")
 @click.option("--val-limit", type=int, default=None, help="Validate on the first N images only.")
+@_device_options
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
 def stage2(anchor, dag_file, data, val, out, lambdas, gain_range, steps_entropy, steps_finetune, batch, crop, views,
-           seed, global_context, no_parents, parent_input, val_limit, quiet) -> None:
+           seed, global_context, no_parents, parent_input, val_limit, device, workers, quiet) -> None:
     """Stage 2: entropy models along the DAG, then rate-distortion fine-tuning.
 
     \b
@@ -169,7 +176,7 @@ def stage2(anchor, dag_file, data, val, out, lambdas, gain_range, steps_entropy,
     cfg = Stage2Config(anchor=anchor, dag=dag_file, data=data, val=val, out=out, lambdas=lams, gain_range=gains,
                        steps_entropy=steps_entropy, steps_finetune=steps_finetune, batch=batch, crop=crop,
                        views=views, seed=seed, use_global=global_context, no_parents=no_parents, parent_input=parent_input,
-                       val_limit=val_limit)
+                       val_limit=val_limit, device=device, workers=workers)
     rec = train_stage2(cfg, progress=not quiet, log=lambda m: click.echo(m, err=True))
     if rec and not rec.get("paused"):
         for r in rec["rd"]:

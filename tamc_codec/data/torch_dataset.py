@@ -105,8 +105,10 @@ def step_batches(plan: StepBatches, start: int, stop: int, workers: int = 0,
     many processes (a GPU outruns one process slicing and normalising crops)."""
     if workers <= 0:
         return (plan[s] for s in range(start, stop))
+    # its own generator: the loader seeds its processes from one, and drawing that from torch's
+    # global generator would shift the training noise (stage 2's) against a run without workers
     loader = torch.utils.data.DataLoader(plan, batch_size=None, sampler=range(start, stop), num_workers=workers,
-                                         pin_memory=pin_memory, prefetch_factor=4)
+                                         pin_memory=pin_memory, prefetch_factor=4, generator=torch.Generator())
     return iter(loader)
 
 

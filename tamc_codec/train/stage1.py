@@ -164,11 +164,11 @@ class TaskMetrics:
         return {"psnr_db": self.psnr_sum / max(self.n, 1)}
 
 
-def _model_device(model: torch.nn.Module) -> torch.device:
+def model_device(model: torch.nn.Module) -> torch.device:
     return next(model.parameters()).device
 
 
-def _to(batch: dict[str, torch.Tensor], device: torch.device) -> dict[str, torch.Tensor]:
+def to_device(batch: dict[str, torch.Tensor], device: torch.device) -> dict[str, torch.Tensor]:
     if device.type == "cpu":
         return batch
     return {k: v.to(device, non_blocking=True) for k, v in batch.items()}
@@ -182,9 +182,9 @@ def evaluate(model: MultiGroupModel, val: MultiTaskDataset, trivial: dict[str, f
     sums: dict[tuple[str, str], float] = {}
     mets = {(g, t): TaskMetrics(t) for g in model.groups for t in group_tasks(g)}
     n = 0
-    device = _model_device(model)
+    device = model_device(model)
     for b in _batches(val, batch):
-        b = _to(b, device)
+        b = to_device(b, device)
         k = b["image"].shape[0]
         preds = model(b["image"])
         for (g, t), p in preds.items():
@@ -221,7 +221,7 @@ def dump_latents(model: MultiGroupModel, val: MultiTaskDataset, path: Path, batc
 
     model.eval()
     parts: dict[str, list[np.ndarray]] = {g: [] for g in model.coded_groups}
-    device = _model_device(model)
+    device = model_device(model)
     for b in _batches(val, batch):
         for g, y in model.encode(b["image"].to(device), model.coded_groups).items():
             parts[g].append(y.float().cpu().numpy())
@@ -278,7 +278,7 @@ def train_stage1(cfg: Stage1Config, *, progress: bool = True, log=print, stop_af
 
     if cfg.precision not in PRECISIONS:
         raise TamcInputError(f"unknown precision {cfg.precision!r} (known: {', '.join(PRECISIONS)})")
-    device = _training_device(cfg.device, dist_info)
+    device = training_device(cfg.device, dist_info)
     model = MultiGroupModel(cfg.groups, NetConfig.from_dict(cfg.net))
     if cfg.shared_warmup > 0:
         tie_encoders(model)
@@ -328,7 +328,7 @@ def train_stage1(cfg: Stage1Config, *, progress: bool = True, log=print, stop_af
             stopped_early = True
             break
         t0 = time.perf_counter()
-        b = _to(next(batches), device)
+        b = to_device(next(batches), device)
         t1 = time.perf_counter()
         for group in opt.param_groups:
             group["lr"] = _lr_at(cfg, step)
@@ -405,7 +405,7 @@ def train_stage1(cfg: Stage1Config, *, progress: bool = True, log=print, stop_af
             "world_size": dist_info.world,
             "ranks_in_sync": in_sync,
             "threads": torch.get_num_threads(),
-            "hardware": _hardware(device),
+            "hardware": hardware(device),
             "git_commit": git_commit(),
         }
         torch.save({"model": {k: v.cpu() for k, v in model.state_dict().items()}, "describe": model.describe(), "trivial": trivial},
@@ -416,7 +416,7 @@ def train_stage1(cfg: Stage1Config, *, progress: bool = True, log=print, stop_af
     return record
 
 
-def _hardware(device: torch.device) -> str:
+def hardware(device: torch.device) -> str:
     """What trained the run, for the record and the model card."""
     if device.type == "cuda":
         return f"{torch.cuda.get_device_name(device)} GPU"
@@ -425,7 +425,7 @@ def _hardware(device: torch.device) -> str:
     return f"{platform.machine()} CPU, {torch.get_num_threads()} threads"
 
 
-def _training_device(name: str, dist_info) -> torch.device:
+def training_device(name: str, dist_info) -> torch.device:
     if name == "cpu":
         return torch.device("cpu")
     if name != "cuda":

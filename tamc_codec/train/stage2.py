@@ -17,15 +17,16 @@ import torch
 import torch.nn as nn
 
 from ..contract import group_tasks
-from ..data.torch_dataset import MultiTaskDataset, collate
+from ..data.torch_dataset import MultiTaskDataset, StepBatches, collate, step_batches
 from ..errors import TamcInputError
 from ..nets.entropy_model import GroupEntropyModel
 from ..nets.multitask import MultiGroupModel, count_parameters
 from ..runtime.manifest import DEFAULT_PARENT_INPUT, PARENT_INPUTS
 from ..tasks.losses import task_loss
 from . import DEFAULT_GAIN_RANGE, DEFAULT_LAMBDAS
-from .common import git_commit, load_checkpoint, save_checkpoint, seed_everything, set_threads, write_json
-from .stage1 import TaskMetrics, load_anchor, training_views
+from .common import (Dist, git_commit, load_checkpoint, save_checkpoint, seed_everything, set_threads,
+                     write_json)
+from .stage1 import TaskMetrics, hardware, load_anchor, model_device, to_device, training_device, training_views
 
 CHECKPOINT = "checkpoint.pt"
 RECORD = "stage2.json"
@@ -56,6 +57,8 @@ class Stage2Config:
     # std / gain (GroupEntropyModel.init_gains): 0.2 codes most elements as zero, 12 finely
     gain_range: tuple[float, float] = DEFAULT_GAIN_RANGE
     parent_input: str = DEFAULT_PARENT_INPUT  # CodecModel.parent_input
+    device: str = "cpu"  # as Stage1Config.device and .workers: the batches do not depend on them
+    workers: int = 0
 
 
 class CodecModel(nn.Module):
@@ -109,8 +112,9 @@ def init_gains_from_data(model: CodecModel, ds: MultiTaskDataset, rng: np.random
     """Scale every group's initial gains to its stage-1 latent's per-channel spread."""
     model.base.eval()
     chunks: dict[str, list[torch.Tensor]] = {g: [] for g in model.order}
+    device = model_device(model)
     for _ in range(batches):
-        b = ds.random_batch(rng, batch)
+        b = to_device(ds.random_batch(rng, batch), device)
         latents = model.base.encode(b["image"], model.order, b["origin"])
         for g, y in latents.items():
             chunks[g].append(y.transpose(0, 1).flatten(1))
@@ -149,10 +153,11 @@ def evaluate_rd(model: CodecModel, val: MultiTaskDataset, trivial: dict[str, flo
         mets = {t: TaskMetrics(t) for t in loss}
         pixels = 0
         n = 0
+        device = model_device(model)
         for start in range(0, len(val), batch):
-            b = collate([val.sample(i) for i in range(start, min(start + batch, len(val)))])
+            b = to_device(collate([val.sample(i) for i in range(start, min(start + batch, len(val)))]), device)
             k = b["image"].shape[0]
-            out = model(b["image"], torch.full((k,), qi, dtype=torch.long), tasks)
+            out = model(b["image"], torch.full((k,), qi, dtype=torch.long, device=device), tasks)
             for g, v in out["bits"].items():
                 bits[g] += float(v.sum())
             for (g, t), p in out["preds"].items():
@@ -178,13 +183,14 @@ def train_stage2(cfg: Stage2Config, *, progress: bool = True, log=print, stop_af
     trivial = torch.load(cfg.anchor, map_location="cpu", weights_only=False)["trivial"]
     parents, order = load_dag(cfg.dag, base.coded_groups, cfg.no_parents)
     q_count = len(cfg.lambdas)
-    model = CodecModel(base, parents, order, q_count, cfg.hyper_channels, cfg.use_global, cfg.parent_input)
+    device = training_device(cfg.device, Dist())
+    model = CodecModel(base, parents, order, q_count, cfg.hyper_channels, cfg.use_global, cfg.parent_input).to(device)
     tasks = served_tasks(base)
     needed = sorted({t for ts in tasks.values() for t in ts})
     train_ds = MultiTaskDataset(cfg.data, needed, crop=cfg.crop, train=True)
     sources = training_views(train_ds, cfg.data, cfg.views)
     val_ds = MultiTaskDataset(cfg.val, needed, train=False, limit=cfg.val_limit)
-    lambdas = torch.tensor(cfg.lambdas)
+    lambdas = torch.tensor(cfg.lambdas, device=device)
 
     def optimisers(phase: str):
         main = [p for n, p in model.named_parameters() if not n.endswith("quantiles")
@@ -209,6 +215,8 @@ def train_stage2(cfg: Stage2Config, *, progress: bool = True, log=print, stop_af
         opt.load_state_dict(state["opt"])
         aux_opt.load_state_dict(state["aux_opt"])
         rng.bit_generator.state = state["rng"]
+        if "torch_rng" in state:  # the training noise; checkpoints before it was saved resume with another
+            torch.set_rng_state(state["torch_rng"])
         t_start -= state["elapsed"]
         log(f"resumed from step {step}")
     else:
@@ -219,6 +227,9 @@ def train_stage2(cfg: Stage2Config, *, progress: bool = True, log=print, stop_af
 
         bar = tqdm(total=total_steps, initial=step, unit="step", desc="stage2", dynamic_ncols=True)
     ema_bpp = ema_d = None
+    # batches from (seed, 2, step) like stage 1's; the qualities come from `rng`, saved with the checkpoint
+    batches = step_batches(StepBatches(sources, cfg.batch, cfg.seed, rank=2), step, total_steps, cfg.workers,
+                           pin_memory=device.type == "cuda")
     while step < total_steps:
         if stop_after is not None and step >= stop_after:
             break
@@ -229,9 +240,9 @@ def train_stage2(cfg: Stage2Config, *, progress: bool = True, log=print, stop_af
         for p in model.base.parameters():
             p.requires_grad_(not frozen)
         model.base.train(not frozen)
-        b = sources[step % len(sources)].random_batch(rng, cfg.batch)
+        b = to_device(next(batches), device)
         k = b["image"].shape[0]
-        q = torch.from_numpy(rng.integers(0, q_count, k))
+        q = torch.from_numpy(rng.integers(0, q_count, k)).to(device)
         lr_scale = 0.5 * (1 + math.cos(math.pi * ((step - (0 if frozen else cfg.steps_entropy))
                                                  / max(1, cfg.steps_entropy if frozen else cfg.steps_finetune))))
         for gparam in opt.param_groups:
@@ -239,7 +250,7 @@ def train_stage2(cfg: Stage2Config, *, progress: bool = True, log=print, stop_af
         res = model(b["image"], q, tasks, b["origin"])
         pixels = b["image"].shape[-1] * b["image"].shape[-2]
         bpp = sum(res["bits"].values()) / pixels                     # (k,)
-        dist = torch.zeros(k)
+        dist = torch.zeros(k, device=device)
         for (g, t), p in res["preds"].items():
             # per-image losses, so each image is weighted by its own quality's λ
             dist = dist + torch.stack([task_loss(t, p[i:i + 1], b[t][i:i + 1]) for i in range(k)]) / trivial[t]
@@ -262,7 +273,7 @@ def train_stage2(cfg: Stage2Config, *, progress: bool = True, log=print, stop_af
         if step % cfg.ckpt_every == 0 or step == total_steps or (stop_after is not None and step >= stop_after):
             save_checkpoint(out / CHECKPOINT, {
                 "model": model.state_dict(), "opt": opt.state_dict(), "aux_opt": aux_opt.state_dict(),
-                "step": step, "history": history, "rng": rng.bit_generator.state,
+                "step": step, "history": history, "rng": rng.bit_generator.state, "torch_rng": torch.get_rng_state(),
                 "elapsed": time.perf_counter() - t_start, "config": asdict(cfg),
             })
     if bar:
@@ -275,9 +286,10 @@ def train_stage2(cfg: Stage2Config, *, progress: bool = True, log=print, stop_af
         "schema": "tamc.stage2/1", "config": asdict(cfg), "order": order, "parents": parents,
         "serving": base.serving, "trivial_loss": trivial, "rd": rd, "steps": step,
         "seconds": round(time.perf_counter() - t_start, 1), "parameters": count_parameters(model),
+        "hardware": hardware(device),
         "git_commit": git_commit(),
     }
-    torch.save({"model": model.state_dict(), "describe": {
+    torch.save({"model": {n: v.cpu() for n, v in model.state_dict().items()}, "describe": {
         **base.describe(), "parents": parents, "order": order, "qualities": q_count, "lambdas": list(cfg.lambdas),
         "hyper_channels": cfg.hyper_channels, "use_global": cfg.use_global, "parent_input": cfg.parent_input},
         "trivial": trivial},

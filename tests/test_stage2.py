@@ -1,0 +1,64 @@
+"""Stage 2's training loop: the same batches with any number of loader processes and after a resume."""
+import json
+
+import pytest
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("compressai")
+
+from tamc_codec.data.folder import synthesize  # noqa: E402
+from tamc_codec.nets.multitask import NetConfig  # noqa: E402
+from tamc_codec.train.stage1 import Stage1Config, train_stage1  # noqa: E402
+from tamc_codec.train.stage2 import Stage2Config, train_stage2  # noqa: E402
+
+GROUPS = ["seg+depth", "edge+rgb"]
+
+
+@pytest.fixture(scope="module")
+def anchor_and_dag(tmp_path_factory):
+    from tamc_codec.lookahead.dag import fixed_dag
+
+    root = tmp_path_factory.mktemp("stage2")
+    synthesize(root / "train", 4, 32, 0, workers=1)
+    synthesize(root / "val", 2, 32, 1_000_000, workers=1)
+    net = NetConfig(latent_channels=8, encoder_channels=(8, 8, 8), decoder_channels=(8, 8, 8),
+                    full_res_channels=8).to_dict()
+    train_stage1(Stage1Config(data=str(root / "train"), val=str(root / "val"), groups=GROUPS, out=str(root / "s1"),
+                              steps=2, batch=2, crop=32, warmup=1, eval_every=2, trivial_samples=4, net=net),
+                 progress=False)
+    state = torch.load(root / "s1" / "anchor.pt", weights_only=False)
+    state["describe"]["serving"] = {"seg": "seg+depth", "depth": "seg+depth", "edge": "edge+rgb", "rgb": "edge+rgb"}
+    torch.save(state, root / "s1" / "anchor.pt")
+    (root / "dag.json").write_text(json.dumps(fixed_dag(GROUPS, {"seg+depth": None, "edge+rgb": "seg+depth"},
+                                                        GROUPS, "manual")))
+    return root
+
+
+def _cfg(root, out, **kw):
+    return Stage2Config(anchor=str(root / "s1" / "anchor.pt"), dag=str(root / "dag.json"), data=str(root / "train"),
+                        val=str(root / "val"), out=str(out), lambdas=[0.1, 1.0], steps_entropy=3, steps_finetune=3,
+                        batch=2, crop=32, hyper_channels=8, ckpt_every=100, **kw)
+
+
+def test_loader_processes_and_a_resume_leave_the_run_unchanged(anchor_and_dag, tmp_path):
+    straight = train_stage2(_cfg(anchor_and_dag, tmp_path / "a"), progress=False)
+    ahead = train_stage2(_cfg(anchor_and_dag, tmp_path / "b", workers=2), progress=False)
+    assert ahead["rd"] == straight["rd"]
+    assert train_stage2(_cfg(anchor_and_dag, tmp_path / "c"), progress=False, stop_after=4) == \
+        {"paused": True, "steps": 4}
+    resumed = train_stage2(_cfg(anchor_and_dag, tmp_path / "c"), progress=False)
+    assert resumed["steps"] == 6
+    # as in stage 1's resume test: the same batches, noise and optimiser state, equal up to float order
+    for r, q in zip(resumed["rd"], straight["rd"]):
+        assert r["bpp_total"] == pytest.approx(q["bpp_total"], rel=1e-3)
+        assert {t: v["loss"] for t, v in r["tasks"].items()} == \
+            pytest.approx({t: v["loss"] for t, v in q["tasks"].items()}, rel=1e-3)
+    assert straight["hardware"].endswith("threads")
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message on a machine without CUDA")
+def test_cuda_without_a_gpu_is_a_clear_error(anchor_and_dag, tmp_path):
+    from tamc_codec.errors import TamcInputError
+
+    with pytest.raises(TamcInputError, match="no CUDA device"):
+        train_stage2(_cfg(anchor_and_dag, tmp_path / "gpu", device="cuda"), progress=False)
