@@ -89,7 +89,9 @@ def test_card_names_the_gpu_that_trained_stage1(tmp_path):
     text = write_card(run, model, _quality(tmp_path / "q.json"))
     assert "6000 steps × batch 32 of 128² crops alternating with whole scenes downsampled to 128² (on NVIDIA H100 " \
            "80GB HBM3 GPU)" in text
-    assert "- Hardware: stage 1 on NVIDIA H100 80GB HBM3 GPU, the other stages on a" in text
+    assert "- Hardware: stage 1 on NVIDIA H100 80GB HBM3 GPU, the other stages on the" in text
+    assert "Reproduce: `DEVICE=cuda WORKERS=0 BATCH1=32 STEPS1=6000 SHARED_WARMUP=0 LOWEST_BLEND=0 " \
+           "bin/train-default`" in text
     # a record from before `hardware` was written still says where it ran
     del s1["hardware"]
     (run / "stage1" / "stage1.json").write_text(json.dumps(s1))

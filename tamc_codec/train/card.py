@@ -30,6 +30,16 @@ def _fmt(v) -> str:
     return f"{v:.4g}" if isinstance(v, float) else str(v)
 
 
+def _recipe_command(s1: dict, manifest: dict) -> str:
+    """bin/train-default with the settings that differ from its CPU defaults, read from the records."""
+    c = s1.get("config", {})
+    if c.get("device", "cpu") == "cpu":
+        return "bin/train-default"
+    env = {"DEVICE": c["device"], "WORKERS": c.get("workers", 0), "BATCH1": c.get("batch"), "STEPS1": s1.get("steps"),
+           "SHARED_WARMUP": c.get("shared_warmup", 0), "LOWEST_BLEND": manifest["qualities"][0].get("gain_blend", 0)}
+    return " ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in env.items()) + " bin/train-default"
+
+
 def write_card(run: Path, model: Path, quality_json: Path) -> str:
     manifest = json.loads((model / "manifest.json").read_text())
     grouping = _load(run / "grouping.json") or {}
@@ -113,7 +123,7 @@ def write_card(run: Path, model: Path, quality_json: Path) -> str:
     if stage1_on == "cpu":
         lines.append(f"- Hardware: {platform.machine()} CPU, recorded by `bin/train-default`.")
     else:
-        lines.append(f"- Hardware: stage 1 on {stage1_on}, the other stages on a {platform.machine()} CPU "
+        lines.append(f"- Hardware: stage 1 on {stage1_on}, the other stages on the {platform.machine()} CPU "
                      f"(`bin/train-default`).")
     if q:
         tasks = list(q["anchor"])
@@ -153,7 +163,7 @@ def write_card(run: Path, model: Path, quality_json: Path) -> str:
     notes = run / "card_notes.md"
     if notes.exists():
         lines += ["", notes.read_text().strip()]
-    lines += ["", "Reproduce: `bin/train-default` (see the repository README); numbers: "
+    lines += ["", f"Reproduce: `{_recipe_command(s1, manifest)}` (see the repository README); numbers: "
               "`python benchmarks/model_quality.py --model models/default`.", ""]
     text = "\n".join(lines)
     atomic_write_bytes(model / "README.md", text.encode())
