@@ -27,7 +27,7 @@ from ..tasks import metrics as M
 from ..tasks.losses import task_loss
 from ..tasks.registry import TASK_SPECS
 from . import PRECISIONS, VIEWS
-from .common import (git_commit, init_distributed, load_checkpoint, save_checkpoint, seed_everything,
+from .common import (Dist, git_commit, init_distributed, load_checkpoint, save_checkpoint, seed_everything,
                      set_threads, write_json)
 
 CHECKPOINT = "checkpoint.pt"
@@ -347,11 +347,13 @@ def train_stage1(cfg: Stage1Config, *, progress: bool = True, log=print, stop_af
         torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
         opt.step()
         step += 1
+        # one host-device sync per step, not one per loss; before the clock is read, so that on a
+        # GPU the step's queued work counts as compute, not as the next step's data wait
+        values = torch.stack([l.detach() for l in losses.values()]).tolist()
         t2 = time.perf_counter()
         timing["data_s"] += t1 - t0
         timing["compute_s"] += t2 - t1
-        # one host-device sync per step, not one per loss
-        for ((g, t), v) in zip(losses, torch.stack([l.detach() for l in losses.values()]).tolist()):
+        for (g, t), v in zip(losses, values):
             ema[t] = 0.95 * ema.get(t, v) + 0.05 * v
         if bar:
             bar.update(1)
@@ -425,7 +427,8 @@ def hardware(device: torch.device) -> str:
     return f"{platform.machine()} CPU, {torch.get_num_threads()} threads"
 
 
-def training_device(name: str, dist_info) -> torch.device:
+def training_device(name: str, dist_info: Dist) -> torch.device:
+    """The torch device of --device; under torchrun each rank takes its LOCAL_RANK's GPU."""
     if name == "cpu":
         return torch.device("cpu")
     if name != "cuda":
