@@ -153,3 +153,36 @@ def test_torch_dataset_shapes_flips_and_downsampling(scenes):
     assert torch.isfinite(e["depth"]).all()
     # evaluation samples are deterministic
     assert torch.equal(ev[1]["image"], e["image"])
+
+
+
+def _build_after(barrier, root: str, results) -> None:
+    from tamc_codec.data.arrays import build_cache
+
+    barrier.wait()  # start together, as torchrun's ranks do
+    try:
+        results.put(str(build_cache(SceneFolder.open(root, TASKS))))
+    except Exception as e:  # noqa: BLE001 - the test reports what went wrong in the child
+        results.put(f"error: {e}")
+
+
+def test_two_processes_can_build_one_cache_at_once(tmp_path):
+    """The ranks of a torchrun job open the same fresh folder together; neither may fail."""
+    import multiprocessing as mp
+
+    from tamc_codec.data.arrays import load_cache
+
+    synthesize(tmp_path / "d", 12, 64, 0, workers=1)
+    ctx = mp.get_context("spawn")
+    barrier, results = ctx.Barrier(2), ctx.Queue()
+    procs = [ctx.Process(target=_build_after, args=(barrier, str(tmp_path / "d"), results)) for _ in range(2)]
+    for pr in procs:
+        pr.start()
+    caches = [results.get(timeout=120) for _ in procs]
+    for pr in procs:
+        pr.join(timeout=60)
+    assert len(set(caches)) == 1 and not caches[0].startswith("error"), caches
+    arrays = load_cache(caches[0], TASKS)
+    assert arrays["rgb"].shape == (12, 64, 64, 3)
+    assert not list(Path(caches[0]).glob("*.tmp"))
+    assert json.loads((Path(caches[0]) / "cache.json").read_text())["count"] == 12

@@ -46,7 +46,9 @@ def build_cache(folder: SceneFolder, cache_dir: str | Path | None = None, progre
     outs = {}
     for t in tasks:
         a = first[t]
-        tmp = cache / f"{t}.npy.tmp"
+        # one temporary name per process: ranks of one torchrun job (or two users) may build the
+        # same cache at once; each writes its own file and the last atomic replace wins, equal bytes
+        tmp = cache / f"{t}.npy.{os.getpid()}.tmp"
         outs[t] = (np.lib.format.open_memmap(tmp, mode="w+", dtype=a.dtype, shape=(len(folder),) + a.shape), tmp)
     for i in range(len(folder)):
         s = first if i == 0 else folder.stored(i)
@@ -60,7 +62,9 @@ def build_cache(folder: SceneFolder, cache_dir: str | Path | None = None, progre
         arr.flush()
         del arr
         os.replace(tmp, cache / f"{t}.npy")
-    stamp_path.write_text(json.dumps(stamp))
+    stamp_tmp = cache / f"cache.json.{os.getpid()}.tmp"
+    stamp_tmp.write_text(json.dumps(stamp))
+    os.replace(stamp_tmp, stamp_path)
     return cache
 
 
