@@ -15,13 +15,14 @@ Target format (what losses in :mod:`tamc_codec.tasks.losses` expect), per sample
 """
 from __future__ import annotations
 
+import contextlib
 import json
-import os
 from pathlib import Path
 from typing import Iterable
 
 import numpy as np
 
+from ..atomic import atomic_path, atomic_write_bytes
 from ..contract import TASKS
 from ..errors import TamcInputError
 from ..tasks import labels
@@ -43,28 +44,26 @@ def build_cache(folder: SceneFolder, cache_dir: str | Path | None = None, progre
     cache.mkdir(parents=True, exist_ok=True)
     stamp_path.unlink(missing_ok=True)
     first = folder.stored(0)
-    outs = {}
-    for t in tasks:
-        a = first[t]
-        # one temporary name per process: ranks of one torchrun job (or two users) may build the
-        # same cache at once; each writes its own file and the last atomic replace wins, equal bytes
-        tmp = cache / f"{t}.npy.{os.getpid()}.tmp"
-        outs[t] = (np.lib.format.open_memmap(tmp, mode="w+", dtype=a.dtype, shape=(len(folder),) + a.shape), tmp)
-    for i in range(len(folder)):
-        s = first if i == 0 else folder.stored(i)
+    # atomic_path gives every writer its own temporary file, so the ranks of one torchrun job (or two
+    # users) may build the same cache at once: each replace is atomic and the bytes are equal
+    with contextlib.ExitStack() as stack:
+        outs = {}
         for t in tasks:
-            if s[t].shape != outs[t][0].shape[1:]:
-                raise TamcInputError(f"{folder.root}: scene {i} has a {t} label of shape {s[t].shape}, expected {outs[t][0].shape[1:]}")
-            outs[t][0][i] = s[t]
-        if progress:
-            progress(1)
-    for t, (arr, tmp) in outs.items():
-        arr.flush()
-        del arr
-        os.replace(tmp, cache / f"{t}.npy")
-    stamp_tmp = cache / f"cache.json.{os.getpid()}.tmp"
-    stamp_tmp.write_text(json.dumps(stamp))
-    os.replace(stamp_tmp, stamp_path)
+            tmp = stack.enter_context(atomic_path(cache / f"{t}.npy"))
+            outs[t] = np.lib.format.open_memmap(tmp, mode="w+", dtype=first[t].dtype,
+                                                shape=(len(folder),) + first[t].shape)
+        for i in range(len(folder)):
+            s = first if i == 0 else folder.stored(i)
+            for t in tasks:
+                if s[t].shape != outs[t].shape[1:]:
+                    raise TamcInputError(f"{folder.root}: scene {i} has a {t} label of shape {s[t].shape}, "
+                                         f"expected {outs[t].shape[1:]}")
+                outs[t][i] = s[t]
+            if progress:
+                progress(1)
+        for arr in outs.values():
+            arr.flush()
+    atomic_write_bytes(stamp_path, json.dumps(stamp).encode())
     return cache
 
 

@@ -87,15 +87,16 @@ class MultiTaskDataset(torch.utils.data.Dataset):
 
 class StepBatches(torch.utils.data.Dataset):
     """Training batch number `step` as one item, drawn with a generator seeded by
-    (seed, rank, step) alone: the batches do not depend on how many loader processes
+    (seed, stream, step) alone: the batches do not depend on how many loader processes
     draw them, nor on where a run was resumed. Steps alternate between `sources`
-    (crops and whole scenes, stage 1's views)."""
+    (crops and whole scenes, stage 1's views). `stream` keeps sequences apart: stage 1
+    passes its torchrun rank, stage 2 a stream of its own."""
 
-    def __init__(self, sources: list[MultiTaskDataset], batch: int, seed: int, rank: int = 0):
-        self.sources, self.batch, self.seed, self.rank = sources, batch, seed, rank
+    def __init__(self, sources: list[MultiTaskDataset], batch: int, seed: int, stream: int = 0):
+        self.sources, self.batch, self.seed, self.stream = sources, batch, seed, stream
 
     def __getitem__(self, step: int) -> dict[str, torch.Tensor]:
-        rng = np.random.default_rng([self.seed, self.rank, step])
+        rng = np.random.default_rng([self.seed, self.stream, step])
         return self.sources[step % len(self.sources)].random_batch(rng, self.batch)
 
 

@@ -119,12 +119,12 @@ def write_card(run: Path, model: Path, quality_json: Path) -> str:
     if blend:
         lines.append(f"- Export: quality 1 codes with gains {blend:g} of the way (log scale) from the trained q1's "
                      f"to q2's (`tamc export --lowest-blend`, docs/MODEL.md).")
-    stage1_on = s1.get("hardware") or s1.get("config", {}).get("device", "cpu")
-    if stage1_on == "cpu":
+    stage1_device = s1.get("config", {}).get("device", "cpu")
+    if stage1_device == "cpu":
         lines.append(f"- Hardware: {platform.machine()} CPU, recorded by `bin/train-default`.")
     else:
-        lines.append(f"- Hardware: stage 1 on {stage1_on}, the other stages on the {platform.machine()} CPU "
-                     f"(`bin/train-default`).")
+        lines.append(f"- Hardware: stage 1 on {s1.get('hardware') or stage1_device}, the other stages on the "
+                     f"{platform.machine()} CPU (`bin/train-default`).")
     if q:
         tasks = list(q["anchor"])
         lines += ["", f"## Measured on the test split ({q['images']} images, 512×512)", "",

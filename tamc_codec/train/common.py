@@ -51,6 +51,11 @@ def init_distributed() -> Dist:
     return Dist(dist.get_rank(), dist.get_world_size())
 
 
+def cpu_state_dict(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """The weights as CPU tensors: what a model file holds, wherever it was trained."""
+    return {k: v.cpu() for k, v in model.state_dict().items()}
+
+
 def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
     """Write atomically: a checkpoint interrupted mid-write must not replace a good one."""
     path.parent.mkdir(parents=True, exist_ok=True)

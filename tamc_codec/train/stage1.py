@@ -27,8 +27,8 @@ from ..tasks import metrics as M
 from ..tasks.losses import task_loss
 from ..tasks.registry import TASK_SPECS
 from . import PRECISIONS, VIEWS
-from .common import (Dist, git_commit, init_distributed, load_checkpoint, save_checkpoint, seed_everything,
-                     set_threads, write_json)
+from .common import (Dist, cpu_state_dict, git_commit, init_distributed, load_checkpoint, save_checkpoint,
+                     seed_everything, set_threads, write_json)
 
 CHECKPOINT = "checkpoint.pt"
 RECORD = "stage1.json"
@@ -410,7 +410,7 @@ def train_stage1(cfg: Stage1Config, *, progress: bool = True, log=print, stop_af
             "hardware": hardware(device),
             "git_commit": git_commit(),
         }
-        torch.save({"model": {k: v.cpu() for k, v in model.state_dict().items()}, "describe": model.describe(), "trivial": trivial},
+        torch.save({"model": cpu_state_dict(model), "describe": model.describe(), "trivial": trivial},
                    out / "anchor.pt.tmp")
         (out / "anchor.pt.tmp").replace(out / "anchor.pt")
         dump_latents(model, val_ds, out / LATENTS)

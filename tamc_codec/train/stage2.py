@@ -24,8 +24,8 @@ from ..nets.multitask import MultiGroupModel, count_parameters
 from ..runtime.manifest import DEFAULT_PARENT_INPUT, PARENT_INPUTS
 from ..tasks.losses import task_loss
 from . import DEFAULT_GAIN_RANGE, DEFAULT_LAMBDAS
-from .common import (Dist, git_commit, load_checkpoint, save_checkpoint, seed_everything, set_threads,
-                     write_json)
+from .common import (Dist, cpu_state_dict, git_commit, load_checkpoint, save_checkpoint, seed_everything,
+                     set_threads, write_json)
 from .stage1 import TaskMetrics, hardware, load_anchor, model_device, to_device, training_device, training_views
 
 CHECKPOINT = "checkpoint.pt"
@@ -227,8 +227,8 @@ def train_stage2(cfg: Stage2Config, *, progress: bool = True, log=print, stop_af
 
         bar = tqdm(total=total_steps, initial=step, unit="step", desc="stage2", dynamic_ncols=True)
     ema_bpp = ema_d = None
-    # batches from (seed, 2, step) like stage 1's; the qualities come from `rng`, saved with the checkpoint
-    batches = step_batches(StepBatches(sources, cfg.batch, cfg.seed, rank=2), step, total_steps, cfg.workers,
+    # batches from (seed, stream 2, step) like stage 1's; the qualities come from `rng`, saved with the checkpoint
+    batches = step_batches(StepBatches(sources, cfg.batch, cfg.seed, stream=2), step, total_steps, cfg.workers,
                            pin_memory=device.type == "cuda")
     while step < total_steps:
         if stop_after is not None and step >= stop_after:
@@ -289,7 +289,7 @@ def train_stage2(cfg: Stage2Config, *, progress: bool = True, log=print, stop_af
         "hardware": hardware(device),
         "git_commit": git_commit(),
     }
-    torch.save({"model": {n: v.cpu() for n, v in model.state_dict().items()}, "describe": {
+    torch.save({"model": cpu_state_dict(model), "describe": {
         **base.describe(), "parents": parents, "order": order, "qualities": q_count, "lambdas": list(cfg.lambdas),
         "hyper_channels": cfg.hyper_channels, "use_global": cfg.use_global, "parent_input": cfg.parent_input},
         "trivial": trivial},
