@@ -2,7 +2,7 @@
 scenes' size: how much of the gap between the validation and test splits is the scale of the scene
 in pixels (the rest: textures training never saw).
 
-    python benchmarks/anchor_scale.py [--anchor runs/v7/stage1/anchor.pt] [--data data/test] [--images 50]
+    python benchmarks/anchor_scale.py [--anchor runs/v8/stage1b/anchor.pt] [--data data/test] [--images 50]
 
 Prints loss / trivial loss per task (the anchor's own trivial losses, from validation, as
 model_quality.py uses) and writes benchmarks/results/anchor_scale.json. Edge and keypoint labels are
@@ -23,7 +23,7 @@ from tamc_codec.train.stage1 import evaluate, load_anchor
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--anchor", default="runs/v7/stage1/anchor.pt")
+    p.add_argument("--anchor", default="runs/v8/stage1b/anchor.pt")
     p.add_argument("--data", default="data/test")
     p.add_argument("--images", type=int, default=50)
     p.add_argument("--out", default=str(Path(__file__).parent / "results" / "anchor_scale.json"))

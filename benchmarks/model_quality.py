@@ -1,7 +1,9 @@
 """Quality of an exported model on the test split, against its stage-1 anchor.
 
     python benchmarks/model_quality.py --model models/default \
-        --anchor runs/default/stage1/anchor.pt --data data/test [--images 50]
+        --anchor runs/default/stage1b/anchor.pt --data data/test [--images 50]
+
+The anchor is the stage-1 network the model's stage 2 started from (stage 1b's in bin/train-default).
 
 For each quality: bits per pixel (real .tamc bytes: the whole file, and per task the
 header plus the layers that task needs) and every task's loss / trivial loss and
@@ -31,7 +33,7 @@ from tamc_codec.train.stage1 import TaskMetrics, load_anchor
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", default="models/default")
-    ap.add_argument("--anchor", default="runs/default/stage1/anchor.pt")
+    ap.add_argument("--anchor", default="runs/default/stage1b/anchor.pt")
     ap.add_argument("--data", default="data/test")
     ap.add_argument("--images", type=int, default=50)
     ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "model_quality.json"))

@@ -90,9 +90,39 @@ def test_card_names_the_gpu_that_trained_stage1(tmp_path):
     assert "6000 steps × batch 32 of 128² crops alternating with whole scenes downsampled to 128² (on NVIDIA H100 " \
            "80GB HBM3 GPU)" in text
     assert "- Hardware: stage 1 on NVIDIA H100 80GB HBM3 GPU, the other stages on the" in text
-    assert "Reproduce: `DEVICE=cuda WORKERS=0 BATCH1=32 STEPS1=6000 SHARED_WARMUP=0 LOWEST_BLEND=0 " \
+    assert "Reproduce: `DEVICE=cuda WORKERS=0 BATCH1=32 STEPS1=6000 SHARED_WARMUP=0 STEPS1B=0 LOWEST_BLEND=0 " \
            "bin/train-default`" in text
     # a record from before `hardware` was written still says where it ran
     del s1["hardware"]
     (run / "stage1" / "stage1.json").write_text(json.dumps(s1))
     assert "- Hardware: stage 1 on cuda," in write_card(run, model, _quality(tmp_path / "q.json"))
+
+
+def test_card_states_stage1b_and_its_larger_scenes(tmp_path):
+    model = _model(tmp_path / "model")
+    run = tmp_path / "run"
+    (run / "stage1").mkdir(parents=True)
+    (run / "stage1b").mkdir()
+    served = lambda v: {"seg": {"normalised": v}, "rgb": {"normalised": v / 2}}  # noqa: E731
+    s1 = {"steps": 6000, "seconds": 666.0, "images_per_s": 303.0, "parameters": 6_700_000, "groups": ["a"],
+          "hardware": "NVIDIA H100 80GB HBM3 GPU", "served": served(0.8),
+          "config": {"crop": 128, "views": "mix", "batch": 32, "lr": 0.002, "seed": 0, "device": "cuda",
+                     "workers": 14, "shared_warmup": 1300, "net": {}}}
+    s1b = {"steps": 3000, "seconds": 1800.0, "images_per_s": 13.0, "hardware": "x86_64 CPU, 2 threads",
+           "served": served(0.6), "large_data": {"scenes": 1200, "size": 512, "first_seed": 500000},
+           "config": {"crop": 128, "views": "mix", "batch": 8, "lr": 0.0005, "device": "cpu", "precision": "bf16"}}
+    (run / "stage1" / "stage1.json").write_text(json.dumps(s1))
+    (run / "stage1b" / "stage1.json").write_text(json.dumps(s1b))
+    text = write_card(run, model, _quality(tmp_path / "q.json"))
+    assert "- Stage 1b data: 1200 more training scenes at 512×512 (seeds from 500,000)" in text
+    assert "- Stage 1b: 3000 steps × batch 8 from stage 1's networks, its views and 128² crops of the larger " \
+           "scenes (every third batch), lr 0.0005, bf16 on x86_64 CPU, 2 threads; 30.0 min" in text
+    assert "seg 0.800 → 0.600, rgb 0.400 → 0.300." in text
+    assert "the other stages (stage 1b included) on the" in text
+    # the recipe's defaults for stage 1b are not repeated; the GPU stage 1's settings are
+    assert "Reproduce: `DEVICE=cuda WORKERS=14 BATCH1=32 STEPS1=6000 SHARED_WARMUP=1300 LOWEST_BLEND=0 " \
+           "bin/train-default`" in text
+    s1b["steps"], s1b["config"]["lr"] = 2000, 0.001
+    (run / "stage1b" / "stage1.json").write_text(json.dumps(s1b))
+    text = write_card(run, model, _quality(tmp_path / "q.json"))
+    assert "SHARED_WARMUP=1300 STEPS1B=2000 LR1B=0.001 LOWEST_BLEND=0 bin" in text

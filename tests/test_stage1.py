@@ -184,6 +184,47 @@ def test_mixed_views_show_whole_scenes(folders, tmp_path):
     assert rec["steps"] == 6 and rec["config"]["views"] == "mix"
 
 
+def test_larger_scenes_join_the_views_at_their_own_scale(folders, tmp_path):
+    from tamc_codec.data.folder import synthesize
+    from tamc_codec.data.torch_dataset import MultiTaskDataset
+    from tamc_codec.errors import TamcInputError
+    from tamc_codec.train.stage1 import training_views
+
+    synthesize(tmp_path / "large", 2, 64, 500_000, workers=1)
+    crops = MultiTaskDataset(folders / "train", ["depth", "rgb"], crop=16, train=True)
+    sources = training_views(crops, str(folders / "train"), "mix", str(tmp_path / "large"))
+    assert len(sources) == 3 and sources[2].size == 64 and sources[2].crop == 16
+    b = sources[2].random_batch(np.random.default_rng(0), 2)
+    assert b["image"].shape == (2, 3, 16, 16)
+    # the crop is placed in its 64 px scene: the coordinates the networks see say so
+    assert torch.all(b["origin"][:, 2:] == 64)
+    with pytest.raises(TamcInputError, match="larger than"):
+        training_views(crops, str(folders / "train"), "crop", str(folders / "train"))
+    rec = train_stage1(_cfg(folders, tmp_path / "large-run", 3, crop=16, views="mix",
+                            large_data=str(tmp_path / "large")), progress=False)
+    assert rec["steps"] == 3 and rec["config"]["large_data"].endswith("large")
+
+
+def test_init_starts_from_another_runs_anchor(folders, tmp_path):
+    from tamc_codec.errors import TamcInputError
+
+    train_stage1(_cfg(folders, tmp_path / "base", 30), progress=False)
+    base = torch.load(tmp_path / "base" / "anchor.pt", weights_only=False)["model"]
+    # with the learning rate at zero the fine-tune's model is the one it started from
+    cfg = _cfg(folders, tmp_path / "tuned", 2, init=str(tmp_path / "base" / "anchor.pt"))
+    cfg.lr = 0.0
+    rec = train_stage1(cfg, progress=False)
+    tuned = torch.load(tmp_path / "tuned" / "anchor.pt", weights_only=False)["model"]
+    assert all(torch.equal(base[k], tuned[k]) for k in base)
+    fresh, _ = _mean_losses_trained_and_fresh(rec, folders)
+    assert fresh < 1.0  # the trained start, not random weights
+    with pytest.raises(TamcInputError, match="other groups or networks"):
+        train_stage1(Stage1Config(**{**cfg.__dict__, "out": str(tmp_path / "other"), "groups": GROUPS[:2]}),
+                     progress=False)
+    with pytest.raises(TamcInputError, match="shared warm-up"):
+        train_stage1(_cfg(folders, tmp_path / "tied", 2, init=cfg.init, shared_warmup=2), progress=False)
+
+
 def _encoder_gap(anchor_path) -> float:
     """Largest weight difference between the first group's encoder and the others'."""
     state = torch.load(anchor_path, weights_only=False)["model"]

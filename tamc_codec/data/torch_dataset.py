@@ -35,6 +35,7 @@ class MultiTaskDataset(torch.utils.data.Dataset):
         self.train = train
         self.downsample = downsample
         self.size = int(folder.meta["size"])
+        self.first_seed = int(folder.meta.get("first_seed", 0))
         if crop is not None and crop > self.size:
             raise ValueError(f"crop {crop} is larger than the images ({self.size})")
 

@@ -30,14 +30,26 @@ def _fmt(v) -> str:
     return f"{v:.4g}" if isinstance(v, float) else str(v)
 
 
-def _recipe_command(s1: dict, manifest: dict) -> str:
+# bin/train-default's defaults for the settings the card may have to name
+_SCRIPT_DEFAULTS = {"STEPS1B": 3000, "LR1B": 5e-4, "DEVICE1B": "cpu", "LOWEST_BLEND": 0.75}
+
+
+def _recipe_command(s1: dict, s1b: dict | None, manifest: dict) -> str:
     """bin/train-default with the settings that differ from its CPU defaults, read from the records."""
     c = s1.get("config", {})
-    if c.get("device", "cpu") == "cpu":
-        return "bin/train-default"
-    env = {"DEVICE": c["device"], "WORKERS": c.get("workers", 0), "BATCH1": c.get("batch"), "STEPS1": s1.get("steps"),
-           "SHARED_WARMUP": c.get("shared_warmup", 0), "LOWEST_BLEND": manifest["qualities"][0].get("gain_blend", 0)}
-    return " ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in env.items()) + " bin/train-default"
+    env: dict = {}
+    if c.get("device", "cpu") != "cpu":
+        env.update({"DEVICE": c["device"], "WORKERS": c.get("workers", 0), "BATCH1": c.get("batch"),
+                    "STEPS1": s1.get("steps"), "SHARED_WARMUP": c.get("shared_warmup", 0)})
+    if s1b is None:
+        env["STEPS1B"] = 0
+    else:
+        cb = s1b.get("config", {})
+        env.update({"STEPS1B": s1b.get("steps"), "LR1B": cb.get("lr"), "DEVICE1B": cb.get("device", "cpu")})
+    env["LOWEST_BLEND"] = manifest["qualities"][0].get("gain_blend", 0)
+    env = {k: v for k, v in env.items() if k not in _SCRIPT_DEFAULTS or v != _SCRIPT_DEFAULTS[k]}
+    return " ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in env.items()) \
+        + (" " if env else "") + "bin/train-default"
 
 
 def write_card(run: Path, model: Path, quality_json: Path) -> str:
@@ -45,6 +57,7 @@ def write_card(run: Path, model: Path, quality_json: Path) -> str:
     grouping = _load(run / "grouping.json") or {}
     dag = _load(run / "dag.json") or {}
     s1 = _load(run / "stage1" / "stage1.json") or {}
+    s1b = _load(run / "stage1b" / "stage1.json")
     s2 = _load(run / "stage2" / "stage2.json") or {}
     q = _load(quality_json) or {}
     size = sum((model / f).stat().st_size for f in manifest["files"])
@@ -68,6 +81,10 @@ def write_card(run: Path, model: Path, quality_json: Path) -> str:
                  f"{data.get('first_seed', 0)}, {data.get('count', '?')} scenes at 256×256; validation split "
                  f"(seeds from 1,000,000) for every choice; test split (seeds from 2,000,000, 512×512, held-out "
                  f"photographic textures) for the numbers below.")
+    large = (s1b or {}).get("large_data")
+    if large:
+        lines.append(f"- Stage 1b data: {large['scenes']} more training scenes at {large['size']}×{large['size']} "
+                     f"(seeds from {large['first_seed']:,}), the test pictures' pixel scale.")
     if grouping:
         st = grouping.get("settings", {})
         lines.append(f"- Grouping: `tamc group` ({grouping.get('method')}), budget {grouping.get('budget')}, "
@@ -105,8 +122,20 @@ def write_card(run: Path, model: Path, quality_json: Path) -> str:
         if uncoded:
             lines.append(f"- Not coded: {', '.join('`' + g + '`' for g in uncoded)} (trained in stage 1, but every "
                          f"member task is served better by another group; CONTRACT.md, Groups).")
+    if s1b:
+        cb = s1b["config"]
+        every = "every third batch" if cb.get("views") == "mix" else "every other batch"
+        added = f" and {cb['crop']}² crops of the larger scenes ({every})" if large else ""
+        where = s1b.get("hardware") or cb.get("device", "cpu")
+        lines.append(f"- Stage 1b: {s1b['steps']} steps × batch {cb['batch']} from stage 1's networks, "
+                     f"its views{added}, lr {cb['lr']}, {cb.get('precision', 'fp32')} on {where}; "
+                     f"{s1b['seconds'] / 60:.1f} min at {s1b['images_per_s']} images/s; serving groups chosen again "
+                     f"by validation loss. Validation loss / trivial before → after: " + ", ".join(
+                         f"{t} {s1['served'][t]['normalised']:.3f} → {r['normalised']:.3f}"
+                         for t, r in s1b.get("served", {}).items() if t in s1.get("served", {})) + ".")
     if dag:
-        lines.append(f"- DAG: `tamc dag --estimator {dag.get('estimator')}` on the stage-1 validation latents; "
+        latents = "stage-1b" if s1b else "stage-1"
+        lines.append(f"- DAG: `tamc dag --estimator {dag.get('estimator')}` on the {latents} validation latents; "
                      f"edges {', '.join('`' + a + '` → `' + b + '`' for a, b in dag.get('edges', [])) or 'none'}.")
     if s2:
         c = s2["config"]
@@ -123,7 +152,8 @@ def write_card(run: Path, model: Path, quality_json: Path) -> str:
     if stage1_device == "cpu":
         lines.append(f"- Hardware: {platform.machine()} CPU, recorded by `bin/train-default`.")
     else:
-        lines.append(f"- Hardware: stage 1 on {s1.get('hardware') or stage1_device}, the other stages on the "
+        lines.append(f"- Hardware: stage 1 on {s1.get('hardware') or stage1_device}, the other stages"
+                     f"{' (stage 1b included)' if s1b and s1b['config'].get('device', 'cpu') == 'cpu' else ''} on the "
                      f"{platform.machine()} CPU (`bin/train-default`).")
     if q:
         tasks = list(q["anchor"])
@@ -163,7 +193,7 @@ def write_card(run: Path, model: Path, quality_json: Path) -> str:
     notes = run / "card_notes.md"
     if notes.exists():
         lines += ["", notes.read_text().strip()]
-    lines += ["", f"Reproduce: `{_recipe_command(s1, manifest)}` (see the repository README); numbers: "
+    lines += ["", f"Reproduce: `{_recipe_command(s1, s1b, manifest)}` (see the repository README); numbers: "
               "`python benchmarks/model_quality.py --model models/default`.", ""]
     text = "\n".join(lines)
     atomic_write_bytes(model / "README.md", text.encode())

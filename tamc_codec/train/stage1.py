@@ -49,6 +49,15 @@ class Stage1Config:
     # see entire rooms (absolute depth and layout are out of view in a crop) and a second
     # scale (docs/TRAINING.md, probes).
     views: str = "crop"
+    # A folder of training scenes rendered larger (512² where `data` is 256²): its random crops
+    # join the views as one more source, so that training sees rooms at the pixel scale of large
+    # pictures. Without it a 512² test scene is a scale no batch ever showed; the anchor's seg,
+    # depth and normal losses there were those of its 256² validation only after downsampling
+    # (benchmarks/anchor_scale.py, docs/TRAINING.md).
+    large_data: str | None = None
+    # Start from another stage-1 run's anchor.pt (same groups and networks) instead of random
+    # weights: a fine-tune with its own optimiser and learning-rate schedule.
+    init: str | None = None
     lr: float = 2e-3
     warmup: int = 200
     seed: int = 0
@@ -233,19 +242,26 @@ def dump_latents(model: MultiGroupModel, val: MultiTaskDataset, path: Path, batc
 
 # --------------------------------------------------------------------------- training
 
-def training_views(crops: MultiTaskDataset, data: str, views: str) -> list[MultiTaskDataset]:
-    """The datasets that training batches alternate between (Stage1Config.views); `crops`
-    is the training folder `data` read as random crops."""
-    if views == "crop":
-        return [crops]
-    if views != "mix":
+def training_views(crops: MultiTaskDataset, data: str, views: str,
+                   large_data: str | None = None) -> list[MultiTaskDataset]:
+    """The datasets that training batches alternate between (Stage1Config.views and
+    large_data); `crops` is the training folder `data` read as random crops."""
+    if views not in VIEWS:
         raise TamcInputError(f"unknown views {views!r} (known: {', '.join(VIEWS)})")
+    sources = [crops]
     crop = crops.crop
-    if crop is None or crop >= crops.size or crops.size % crop:
-        raise TamcInputError(f"--views mix needs a crop that divides the scene size ({crops.size}) "
-                             f"into whole scenes at a smaller scale; got --crop {crop}")
-    scenes = MultiTaskDataset(data, crops.tasks, crop=None, train=True, downsample=crops.size // crop)
-    return [crops, scenes]
+    if views == "mix":
+        if crop is None or crop >= crops.size or crops.size % crop:
+            raise TamcInputError(f"--views mix needs a crop that divides the scene size ({crops.size}) "
+                                 f"into whole scenes at a smaller scale; got --crop {crop}")
+        sources.append(MultiTaskDataset(data, crops.tasks, crop=None, train=True, downsample=crops.size // crop))
+    if large_data is not None:
+        large = MultiTaskDataset(large_data, crops.tasks, crop=crop, train=True)
+        if large.size <= crops.size:
+            raise TamcInputError(f"--large-data scenes ({large.size}²) must be larger than --data's "
+                                 f"({crops.size}²): they add the scale of larger pictures")
+        sources.append(large)
+    return sources
 
 
 
@@ -274,7 +290,9 @@ def train_stage1(cfg: Stage1Config, *, progress: bool = True, log=print, stop_af
     val_ds = MultiTaskDataset(cfg.val, tasks, train=False, limit=cfg.val_limit)
     if train_ds.size < cfg.crop:
         raise TamcInputError(f"--crop {cfg.crop} is larger than the training images ({train_ds.size})")
-    sources = training_views(train_ds, cfg.data, cfg.views)
+    sources = training_views(train_ds, cfg.data, cfg.views, cfg.large_data)
+    if cfg.init is not None and cfg.shared_warmup > 0:
+        raise TamcInputError("--init starts from trained encoders: a shared warm-up would tie them again")
 
     if cfg.precision not in PRECISIONS:
         raise TamcInputError(f"unknown precision {cfg.precision!r} (known: {', '.join(PRECISIONS)})")
@@ -304,6 +322,8 @@ def train_stage1(cfg: Stage1Config, *, progress: bool = True, log=print, stop_af
             log(f"resumed from step {step}")
     else:
         trivial = trivial_losses(mean_maps(train_ds, tasks, cfg.trivial_samples), val_ds)
+        if cfg.init is not None:
+            init_from_anchor(model, cfg.init)
 
     net: torch.nn.Module = model
     if dist_info.world > 1:
@@ -394,6 +414,9 @@ def train_stage1(cfg: Stage1Config, *, progress: bool = True, log=print, stop_af
             "serving": serving,
             "coded_groups": model.coded_groups,
             "lookahead_assignment": cfg.lookahead_assignment,
+            # what the card says of the larger scenes (the folder path alone may not exist where it is read)
+            "large_data": ({"scenes": len(sources[-1]), "size": sources[-1].size, "first_seed": sources[-1].first_seed}
+                           if cfg.large_data else None),
             "trivial_loss": trivial,
             "val": final,
             "served": {t: final[g][t] for t, g in serving.items()},
@@ -416,6 +439,18 @@ def train_stage1(cfg: Stage1Config, *, progress: bool = True, log=print, stop_af
         dump_latents(model, val_ds, out / LATENTS)
         write_json(out / RECORD, record)
     return record
+
+
+def init_from_anchor(model: MultiGroupModel, path: str) -> None:
+    """Load another run's anchor.pt into `model`, which must have its groups and networks."""
+    if not Path(path).is_file():
+        raise TamcInputError(f"--init {path}: no such file")
+    state = torch.load(Path(path), map_location="cpu", weights_only=False)
+    d = state.get("describe", {})
+    if (d.get("groups") != model.groups
+            or NetConfig.from_dict(d.get("config", {})).to_dict() != model.cfg.to_dict()):
+        raise TamcInputError(f"--init {path} has other groups or networks than this run")
+    model.load_state_dict(state["model"])
 
 
 def hardware(device: torch.device) -> str:

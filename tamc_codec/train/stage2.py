@@ -44,7 +44,8 @@ class Stage2Config:
     steps_finetune: int = 2000
     batch: int = 8
     crop: int = 128
-    views: str = "crop"  # as Stage1Config.views: fine-tuning sees what stage 1 saw
+    views: str = "crop"  # as Stage1Config.views and .large_data: fine-tuning sees what stage 1 saw
+    large_data: str | None = None
     lr: float = 1e-3
     lr_finetune: float = 2e-4
     seed: int = 0
@@ -188,7 +189,7 @@ def train_stage2(cfg: Stage2Config, *, progress: bool = True, log=print, stop_af
     tasks = served_tasks(base)
     needed = sorted({t for ts in tasks.values() for t in ts})
     train_ds = MultiTaskDataset(cfg.data, needed, crop=cfg.crop, train=True)
-    sources = training_views(train_ds, cfg.data, cfg.views)
+    sources = training_views(train_ds, cfg.data, cfg.views, cfg.large_data)
     val_ds = MultiTaskDataset(cfg.val, needed, train=False, limit=cfg.val_limit)
     lambdas = torch.tensor(cfg.lambdas, device=device)
 
