@@ -221,6 +221,8 @@ def test_init_starts_from_another_runs_anchor(folders, tmp_path):
     with pytest.raises(TamcInputError, match="other groups or networks"):
         train_stage1(Stage1Config(**{**cfg.__dict__, "out": str(tmp_path / "other"), "groups": GROUPS[:2]}),
                      progress=False)
+    with pytest.raises(TamcInputError, match="no such file"):
+        train_stage1(_cfg(folders, tmp_path / "missing", 2, init=str(tmp_path / "missing.pt")), progress=False)
     with pytest.raises(TamcInputError, match="shared warm-up"):
         train_stage1(_cfg(folders, tmp_path / "tied", 2, init=cfg.init, shared_warmup=2), progress=False)
 

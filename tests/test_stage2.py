@@ -62,3 +62,13 @@ def test_cuda_without_a_gpu_is_a_clear_error(anchor_and_dag, tmp_path):
 
     with pytest.raises(TamcInputError, match="no CUDA device"):
         train_stage2(_cfg(anchor_and_dag, tmp_path / "gpu", device="cuda"), progress=False)
+
+
+def test_larger_scenes_change_the_batches_stage2_sees(anchor_and_dag, tmp_path):
+    # every other step draws 32 px crops of the 64 px scenes instead of the whole 32 px ones: another run
+    synthesize(tmp_path / "large", 2, 64, 500_000, workers=1)
+    plain = train_stage2(_cfg(anchor_and_dag, tmp_path / "plain"), progress=False)
+    large = train_stage2(_cfg(anchor_and_dag, tmp_path / "large-run", large_data=str(tmp_path / "large")),
+                         progress=False)
+    assert large["config"]["large_data"].endswith("large") and large["steps"] == plain["steps"] == 6
+    assert large["rd"] != plain["rd"]

@@ -40,6 +40,12 @@ def _device_options(f):
                         help="Where to train. The batches are the same on either (drawn per step from the seed).")(f)
 
 
+_large_data_option = click.option(
+    "--large-data", type=click.Path(), default=None,
+    help="A folder of training scenes rendered larger than --data's (e.g. 512²): its crops join the views, "
+         "so the networks see rooms at the pixel scale of large pictures.")
+
+
 @click.group()
 def train() -> None:
     """Train tamc's networks: stage 1 (encoders and decoders), then stage 2 (entropy models).
@@ -62,9 +68,7 @@ def train() -> None:
 @click.option("--views", type=click.Choice(VIEWS), default="crop", show_default=True,
               help="crop: random crops at the scenes' scale; mix: every other batch whole scenes "
                    "downsampled to the crop side (the networks see entire rooms).")
-@click.option("--large-data", type=click.Path(), default=None,
-              help="A folder of training scenes rendered larger than --data's (e.g. 512²): its crops join "
-                   "the views, so the networks see rooms at the pixel scale of large pictures.")
+@_large_data_option
 @click.option("--init", type=click.Path(dir_okay=False), default=None,
               help="Start from another stage-1 run's anchor.pt (same groups and networks): a fine-tune.")
 @click.option("--lr", type=float, default=2e-3, show_default=True)
@@ -150,9 +154,7 @@ def _numbers(option: str, text: str) -> list[float]:
 @click.option("--crop", type=int, default=128, show_default=True)
 @click.option("--views", type=click.Choice(VIEWS), default="crop", show_default=True,
               help="As in stage 1: use what the anchor was trained on.")
-@click.option("--large-data", type=click.Path(), default=None,
-              help="A folder of training scenes rendered larger than --data's (e.g. 512²): its crops join "
-                   "the views, so the networks see rooms at the pixel scale of large pictures.")
+@_large_data_option
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--global-context/--no-global-context", default=False, show_default=True,
               help="Eq. 12's attention from the parent to the child's anchors (second pass).")

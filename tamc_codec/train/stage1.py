@@ -285,12 +285,15 @@ def train_stage1(cfg: Stage1Config, *, progress: bool = True, log=print, stop_af
     tasks = sort_tasks({t for g in cfg.groups for t in group_tasks(g)})
     if not cfg.groups:
         raise TamcInputError("no groups to train")
+    if cfg.init is not None and not Path(cfg.init).is_file():
+        raise TamcInputError(f"--init {cfg.init}: no such file")
     seed_everything(cfg.seed)
     train_ds = MultiTaskDataset(cfg.data, tasks, crop=cfg.crop, train=True)
     val_ds = MultiTaskDataset(cfg.val, tasks, train=False, limit=cfg.val_limit)
     if train_ds.size < cfg.crop:
         raise TamcInputError(f"--crop {cfg.crop} is larger than the training images ({train_ds.size})")
     sources = training_views(train_ds, cfg.data, cfg.views, cfg.large_data)
+    large = sources[-1] if cfg.large_data else None  # training_views puts the larger scenes last
     if cfg.init is not None and cfg.shared_warmup > 0:
         raise TamcInputError("--init starts from trained encoders: a shared warm-up would tie them again")
 
@@ -415,8 +418,8 @@ def train_stage1(cfg: Stage1Config, *, progress: bool = True, log=print, stop_af
             "coded_groups": model.coded_groups,
             "lookahead_assignment": cfg.lookahead_assignment,
             # what the card says of the larger scenes (the folder path alone may not exist where it is read)
-            "large_data": ({"scenes": len(sources[-1]), "size": sources[-1].size, "first_seed": sources[-1].first_seed}
-                           if cfg.large_data else None),
+            "large_data": ({"scenes": len(large), "size": large.size, "first_seed": large.first_seed}
+                           if large is not None else None),
             "trivial_loss": trivial,
             "val": final,
             "served": {t: final[g][t] for t, g in serving.items()},
@@ -443,8 +446,6 @@ def train_stage1(cfg: Stage1Config, *, progress: bool = True, log=print, stop_af
 
 def init_from_anchor(model: MultiGroupModel, path: str) -> None:
     """Load another run's anchor.pt into `model`, which must have its groups and networks."""
-    if not Path(path).is_file():
-        raise TamcInputError(f"--init {path}: no such file")
     state = torch.load(Path(path), map_location="cpu", weights_only=False)
     d = state.get("describe", {})
     if (d.get("groups") != model.groups
