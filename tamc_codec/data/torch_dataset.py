@@ -90,7 +90,7 @@ class StepBatches(torch.utils.data.Dataset):
     """Training batch number `step` as one item, drawn with a generator seeded by
     (seed, stream, step) alone: the batches do not depend on how many loader processes
     draw them, nor on where a run was resumed. Steps alternate between `sources`
-    (crops and whole scenes, stage 1's views). `stream` keeps sequences apart: stage 1
+    (train.stage1.training_views: crops, whole scenes, crops of larger scenes). `stream` keeps sequences apart: stage 1
     passes its torchrun rank, stage 2 a stream of its own."""
 
     def __init__(self, sources: list[MultiTaskDataset], batch: int, seed: int, stream: int = 0):

@@ -287,6 +287,8 @@ def train_stage1(cfg: Stage1Config, *, progress: bool = True, log=print, stop_af
         raise TamcInputError("no groups to train")
     if cfg.init is not None and not Path(cfg.init).is_file():
         raise TamcInputError(f"--init {cfg.init}: no such file")
+    if cfg.init is not None and cfg.shared_warmup > 0:
+        raise TamcInputError("--init starts from trained encoders: a shared warm-up would tie them again")
     seed_everything(cfg.seed)
     train_ds = MultiTaskDataset(cfg.data, tasks, crop=cfg.crop, train=True)
     val_ds = MultiTaskDataset(cfg.val, tasks, train=False, limit=cfg.val_limit)
@@ -294,8 +296,6 @@ def train_stage1(cfg: Stage1Config, *, progress: bool = True, log=print, stop_af
         raise TamcInputError(f"--crop {cfg.crop} is larger than the training images ({train_ds.size})")
     sources = training_views(train_ds, cfg.data, cfg.views, cfg.large_data)
     large = sources[-1] if cfg.large_data else None  # training_views puts the larger scenes last
-    if cfg.init is not None and cfg.shared_warmup > 0:
-        raise TamcInputError("--init starts from trained encoders: a shared warm-up would tie them again")
 
     if cfg.precision not in PRECISIONS:
         raise TamcInputError(f"unknown precision {cfg.precision!r} (known: {', '.join(PRECISIONS)})")
@@ -446,12 +446,10 @@ def train_stage1(cfg: Stage1Config, *, progress: bool = True, log=print, stop_af
 
 def init_from_anchor(model: MultiGroupModel, path: str) -> None:
     """Load another run's anchor.pt into `model`, which must have its groups and networks."""
-    state = torch.load(Path(path), map_location="cpu", weights_only=False)
-    d = state.get("describe", {})
-    if (d.get("groups") != model.groups
-            or NetConfig.from_dict(d.get("config", {})).to_dict() != model.cfg.to_dict()):
+    source = load_anchor(path)
+    if source.groups != model.groups or source.cfg.to_dict() != model.cfg.to_dict():
         raise TamcInputError(f"--init {path} has other groups or networks than this run")
-    model.load_state_dict(state["model"])
+    model.load_state_dict(source.state_dict())
 
 
 def hardware(device: torch.device) -> str:
