@@ -126,3 +126,10 @@ def test_card_states_stage1b_and_its_larger_scenes(tmp_path):
     (run / "stage1b" / "stage1.json").write_text(json.dumps(s1b))
     text = write_card(run, model, _quality(tmp_path / "q.json"))
     assert "SHARED_WARMUP=1300 STEPS1B=2000 LR1B=0.001 LOWEST_BLEND=0 bin" in text
+    # larger crops of the larger scenes, fewer per batch: said, and named in the recipe
+    s1b["config"]["large_crop"] = 256
+    s1b["large_data"].update({"crop": 256, "batch": 2})
+    (run / "stage1b" / "stage1.json").write_text(json.dumps(s1b))
+    text = write_card(run, model, _quality(tmp_path / "q.json"))
+    assert "and 256² crops of the larger scenes (every third batch, 2 per batch)" in text
+    assert "LR1B=0.001 LARGE_CROP=256 LOWEST_BLEND=0 bin" in text

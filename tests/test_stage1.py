@@ -205,6 +205,29 @@ def test_larger_scenes_join_the_views_at_their_own_scale(folders, tmp_path):
     assert rec["steps"] == 3 and rec["config"]["large_data"].endswith("large")
 
 
+def test_larger_crops_of_larger_scenes_come_in_smaller_batches(folders, tmp_path):
+    from tamc_codec.data.folder import synthesize
+    from tamc_codec.data.torch_dataset import MultiTaskDataset, StepBatches
+    from tamc_codec.errors import TamcInputError
+    from tamc_codec.train.stage1 import training_views
+
+    synthesize(tmp_path / "large", 2, 64, 500_000, workers=1)
+    crops = MultiTaskDataset(folders / "train", ["depth", "rgb"], crop=16, train=True)
+    sources = training_views(crops, str(folders / "train"), "mix", str(tmp_path / "large"), large_crop=32)
+    assert [s.side for s in sources] == [16, 16, 32]
+    plan = StepBatches(sources, batch=8, seed=0)
+    # a step holds as many pixels whichever source it draws from
+    assert plan.batch_sizes == [8, 8, 2]
+    assert plan[2]["image"].shape == (2, 3, 32, 32) and plan[1]["image"].shape == (8, 3, 16, 16)
+    with pytest.raises(TamcInputError, match="does not fit"):
+        training_views(crops, str(folders / "train"), "crop", str(tmp_path / "large"), large_crop=128)
+    with pytest.raises(TamcInputError, match="give --large-data"):
+        training_views(crops, str(folders / "train"), "crop", None, large_crop=32)
+    rec = train_stage1(_cfg(folders, tmp_path / "run", 3, crop=16, large_data=str(tmp_path / "large"),
+                            large_crop=64), progress=False)
+    assert rec["large_data"]["crop"] == 64 and rec["large_data"]["batch"] == 1
+
+
 def test_init_starts_from_another_runs_anchor(folders, tmp_path):
     from tamc_codec.errors import TamcInputError
 

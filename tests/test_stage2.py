@@ -72,3 +72,7 @@ def test_larger_scenes_change_the_batches_stage2_sees(anchor_and_dag, tmp_path):
                          progress=False)
     assert large["config"]["large_data"].endswith("large") and large["steps"] == plain["steps"] == 6
     assert large["rd"] != plain["rd"]
+    # whole 64 px scenes instead of their 32 px crops (one per batch): another run again
+    whole = train_stage2(_cfg(anchor_and_dag, tmp_path / "whole-run", large_data=str(tmp_path / "large"),
+                              large_crop=64), progress=False)
+    assert whole["config"]["large_crop"] == 64 and whole["rd"] != large["rd"]

@@ -40,10 +40,14 @@ def _device_options(f):
                         help="Where to train. The batches are the same on either (drawn per step from the seed).")(f)
 
 
-_large_data_option = click.option(
-    "--large-data", type=click.Path(), default=None,
-    help="A folder of training scenes rendered larger than --data's (e.g. 512²): its crops join the views, "
-         "so the networks see rooms at the pixel scale of large pictures.")
+def _large_scene_options(f):
+    """--large-data and --large-crop: the same options for both stages."""
+    f = click.option("--large-crop", type=int, default=None,
+                     help="Crop side for --large-data's scenes (default: --crop). Their batches "
+                          "hold fewer crops, as many pixels as a batch of --crop crops.")(f)
+    return click.option("--large-data", type=click.Path(), default=None,
+                        help="A folder of training scenes rendered larger than --data's (e.g. 512²): its crops "
+                             "join the views, so the networks see rooms at the pixel scale of large pictures.")(f)
 
 
 @click.group()
@@ -68,7 +72,7 @@ def train() -> None:
 @click.option("--views", type=click.Choice(VIEWS), default="crop", show_default=True,
               help="crop: random crops at the scenes' scale; mix: every other batch whole scenes "
                    "downsampled to the crop side (the networks see entire rooms).")
-@_large_data_option
+@_large_scene_options
 @click.option("--init", type=click.Path(dir_okay=False), default=None,
               help="Start from another stage-1 run's anchor.pt (same groups and networks): a fine-tune.")
 @click.option("--lr", type=float, default=2e-3, show_default=True)
@@ -93,7 +97,7 @@ def train() -> None:
 @click.option("--max-minutes", type=float, default=None,
               help="Pause (with a checkpoint) after this many minutes; run again to continue.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
-def stage1(data, val, grouping, groups, out, steps, batch, crop, views, large_data, init, lr, seed, eval_every,
+def stage1(data, val, grouping, groups, out, steps, batch, crop, views, large_data, large_crop, init, lr, seed, eval_every,
            ckpt_every, val_limit, latent_channels, norm, encoder_norm, global_context, coords, shared_warmup, precision, device, workers,
            max_minutes, quiet) -> None:
     """Stage 1: train group encoders and task decoders on the task losses (no rate term).
@@ -113,7 +117,7 @@ def stage1(data, val, grouping, groups, out, steps, batch, crop, views, large_da
     net = NetConfig(latent_channels=latent_channels, norm=norm, encoder_norm=encoder_norm, global_context=global_context,
                     coords=coords).to_dict()
     cfg = Stage1Config(data=data, val=val, groups=group_list, out=out, steps=steps, batch=batch, crop=crop, views=views,
-                       large_data=large_data, init=init, lr=lr, seed=seed, eval_every=eval_every,
+                       large_data=large_data, large_crop=large_crop, init=init, lr=lr, seed=seed, eval_every=eval_every,
                        ckpt_every=ckpt_every, val_limit=val_limit, net=net,
                        grouping_file=grouping, lookahead_assignment=assignment, shared_warmup=shared_warmup,
                        precision=precision, device=device, workers=workers)
@@ -154,7 +158,7 @@ def _numbers(option: str, text: str) -> list[float]:
 @click.option("--crop", type=int, default=128, show_default=True)
 @click.option("--views", type=click.Choice(VIEWS), default="crop", show_default=True,
               help="As in stage 1: use what the anchor was trained on.")
-@_large_data_option
+@_large_scene_options
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--global-context/--no-global-context", default=False, show_default=True,
               help="Eq. 12's attention from the parent to the child's anchors (second pass).")
@@ -167,7 +171,7 @@ def _numbers(option: str, text: str) -> list[float]:
 @_device_options
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
 def stage2(anchor, dag_file, data, val, out, lambdas, gain_range, steps_entropy, steps_finetune, batch, crop, views,
-           large_data, seed, global_context, no_parents, parent_input, val_limit, device, workers, quiet) -> None:
+           large_data, large_crop, seed, global_context, no_parents, parent_input, val_limit, device, workers, quiet) -> None:
     """Stage 2: entropy models along the DAG, then rate-distortion fine-tuning.
 
     \b
@@ -186,7 +190,7 @@ def stage2(anchor, dag_file, data, val, out, lambdas, gain_range, steps_entropy,
 
     cfg = Stage2Config(anchor=anchor, dag=dag_file, data=data, val=val, out=out, lambdas=lams, gain_range=gains,
                        steps_entropy=steps_entropy, steps_finetune=steps_finetune, batch=batch, crop=crop,
-                       views=views, large_data=large_data, seed=seed, use_global=global_context, no_parents=no_parents,
+                       views=views, large_data=large_data, large_crop=large_crop, seed=seed, use_global=global_context, no_parents=no_parents,
                        parent_input=parent_input,
                        val_limit=val_limit, device=device, workers=workers)
     rec = train_stage2(cfg, progress=not quiet, log=lambda m: click.echo(m, err=True))

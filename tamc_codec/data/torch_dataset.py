@@ -42,6 +42,11 @@ class MultiTaskDataset(torch.utils.data.Dataset):
     def __len__(self) -> int:
         return self.count
 
+    @property
+    def side(self) -> int:
+        """Side in pixels of the samples this dataset yields (after cropping and downsampling)."""
+        return (self.crop or self.size) // self.downsample
+
     def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
         if not self.train:
             return self.sample(i)
@@ -91,14 +96,20 @@ class StepBatches(torch.utils.data.Dataset):
     (seed, stream, step) alone: the batches do not depend on how many loader processes
     draw them, nor on where a run was resumed. Steps alternate between `sources`
     (train.stage1.training_views: crops, whole scenes, crops of larger scenes). `stream` keeps sequences apart: stage 1
-    passes its torchrun rank, stage 2 a stream of its own."""
+    passes its torchrun rank, stage 2 a stream of its own.
+
+    `batch` is the batch of the first source; a source with larger samples gets fewer of them
+    (`batch_sizes`), so that every step computes on about the same number of pixels and a step's
+    cost and memory do not depend on which source it drew from."""
 
     def __init__(self, sources: list[MultiTaskDataset], batch: int, seed: int, stream: int = 0):
         self.sources, self.batch, self.seed, self.stream = sources, batch, seed, stream
+        self.batch_sizes = [max(1, round(batch * (sources[0].side / s.side) ** 2)) for s in sources]
 
     def __getitem__(self, step: int) -> dict[str, torch.Tensor]:
         rng = np.random.default_rng([self.seed, self.stream, step])
-        return self.sources[step % len(self.sources)].random_batch(rng, self.batch)
+        k = step % len(self.sources)
+        return self.sources[k].random_batch(rng, self.batch_sizes[k])
 
 
 def step_batches(plan: StepBatches, start: int, stop: int, workers: int = 0,

@@ -46,6 +46,8 @@ def _recipe_command(s1: dict, s1b: dict | None, manifest: dict) -> str:
     else:
         cb = s1b.get("config", {})
         env.update({"STEPS1B": s1b.get("steps"), "LR1B": cb.get("lr"), "DEVICE1B": cb.get("device", "cpu")})
+        if cb.get("large_crop") not in (None, cb.get("crop")):
+            env["LARGE_CROP"] = cb["large_crop"]
     env["LOWEST_BLEND"] = manifest["qualities"][0].get("gain_blend", 0)
     env = {k: v for k, v in env.items() if k not in _SCRIPT_DEFAULTS or v != _SCRIPT_DEFAULTS[k]}
     return " ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in env.items()) \
@@ -125,7 +127,12 @@ def write_card(run: Path, model: Path, quality_json: Path) -> str:
     if s1b:
         cb = s1b["config"]
         every = "every third batch" if cb.get("views") == "mix" else "every other batch"
-        added = f" and {cb['crop']}² crops of the larger scenes ({every})" if large else ""
+        added = ""
+        if large:
+            # records before --large-crop cropped the larger scenes like the others
+            side, batch = large.get("crop", cb["crop"]), large.get("batch", cb["batch"])
+            added = (f" and {side}² crops of the larger scenes ({every}"
+                     f"{f', {batch} per batch' if batch != cb['batch'] else ''})")
         where = s1b.get("hardware") or cb.get("device", "cpu")
         lines.append(f"- Stage 1b: {s1b['steps']} steps × batch {cb['batch']} from stage 1's networks, "
                      f"its views{added}, lr {cb['lr']}, {cb.get('precision', 'fp32')} on {where}; "

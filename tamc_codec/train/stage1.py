@@ -55,6 +55,10 @@ class Stage1Config:
     # depth and normal losses there were those of its 256² validation only after downsampling
     # (benchmarks/anchor_scale.py, docs/TRAINING.md).
     large_data: str | None = None
+    # Side of the crops of large_data's scenes (default: `crop`). Larger crops show more of a
+    # room at the large pictures' scale; their batches hold fewer crops (StepBatches), so a step
+    # costs the same.
+    large_crop: int | None = None
     # Start from another stage-1 run's anchor.pt (same groups and networks) instead of random
     # weights: a fine-tune with its own optimiser and learning-rate schedule.
     init: str | None = None
@@ -243,9 +247,9 @@ def dump_latents(model: MultiGroupModel, val: MultiTaskDataset, path: Path, batc
 # --------------------------------------------------------------------------- training
 
 def training_views(crops: MultiTaskDataset, data: str, views: str,
-                   large_data: str | None = None) -> list[MultiTaskDataset]:
-    """The datasets that training batches alternate between (Stage1Config.views and
-    large_data); `crops` is the training folder `data` read as random crops."""
+                   large_data: str | None = None, large_crop: int | None = None) -> list[MultiTaskDataset]:
+    """The datasets that training batches alternate between (Stage1Config.views, large_data
+    and large_crop); `crops` is the training folder `data` read as random crops."""
     if views not in VIEWS:
         raise TamcInputError(f"unknown views {views!r} (known: {', '.join(VIEWS)})")
     sources = [crops]
@@ -255,11 +259,17 @@ def training_views(crops: MultiTaskDataset, data: str, views: str,
             raise TamcInputError(f"--views mix needs a crop that divides the scene size ({crops.size}) "
                                  f"into whole scenes at a smaller scale; got --crop {crop}")
         sources.append(MultiTaskDataset(data, crops.tasks, crop=None, train=True, downsample=crops.size // crop))
+    if large_crop is not None and large_data is None:
+        raise TamcInputError("--large-crop is the crop of --large-data's scenes; give --large-data too")
     if large_data is not None:
-        large = MultiTaskDataset(large_data, crops.tasks, crop=crop, train=True)
+        large_side = large_crop or crop
+        large = MultiTaskDataset(large_data, crops.tasks, train=True)
         if large.size <= crops.size:
             raise TamcInputError(f"--large-data scenes ({large.size}²) must be larger than --data's "
                                  f"({crops.size}²): they add the scale of larger pictures")
+        if large_side is not None and not 0 < large_side <= large.size:
+            raise TamcInputError(f"--large-crop {large_side} does not fit --large-data's scenes ({large.size}²)")
+        large.crop = large_side
         sources.append(large)
     return sources
 
@@ -294,7 +304,7 @@ def train_stage1(cfg: Stage1Config, *, progress: bool = True, log=print, stop_af
     val_ds = MultiTaskDataset(cfg.val, tasks, train=False, limit=cfg.val_limit)
     if train_ds.size < cfg.crop:
         raise TamcInputError(f"--crop {cfg.crop} is larger than the training images ({train_ds.size})")
-    sources = training_views(train_ds, cfg.data, cfg.views, cfg.large_data)
+    sources = training_views(train_ds, cfg.data, cfg.views, cfg.large_data, cfg.large_crop)
     large = sources[-1] if cfg.large_data else None  # training_views puts the larger scenes last
 
     if cfg.precision not in PRECISIONS:
@@ -343,7 +353,8 @@ def train_stage1(cfg: Stage1Config, *, progress: bool = True, log=print, stop_af
     t_start = time.perf_counter() - elapsed
     session_start = time.perf_counter()
     stopped_early = False
-    batches = step_batches(StepBatches(sources, cfg.batch, cfg.seed, dist_info.rank), step, cfg.steps,
+    batch_plan = StepBatches(sources, cfg.batch, cfg.seed, dist_info.rank)
+    batches = step_batches(batch_plan, step, cfg.steps,
                            cfg.workers, pin_memory=device.type == "cuda")
     while step < cfg.steps:
         if (stop_after is not None and step >= stop_after) or (
@@ -409,6 +420,7 @@ def train_stage1(cfg: Stage1Config, *, progress: bool = True, log=print, stop_af
         final = history[-1]["val"] if history and history[-1]["step"] == step else evaluate(model, val_ds, trivial)
         serving = choose_serving(final)
         model.serving = serving
+        # in images of the crop's size: a step of larger crops holds as many pixels (StepBatches)
         images = step * cfg.batch * dist_info.world
         record = {
             "schema": "tamc.stage1/1",
@@ -418,7 +430,8 @@ def train_stage1(cfg: Stage1Config, *, progress: bool = True, log=print, stop_af
             "coded_groups": model.coded_groups,
             "lookahead_assignment": cfg.lookahead_assignment,
             # what the card says of the larger scenes (the folder path alone may not exist where it is read)
-            "large_data": ({"scenes": len(large), "size": large.size, "first_seed": large.first_seed}
+            "large_data": ({"scenes": len(large), "size": large.size, "first_seed": large.first_seed,
+                            "crop": large.crop, "batch": batch_plan.batch_sizes[-1]}
                            if large is not None else None),
             "trivial_loss": trivial,
             "val": final,

@@ -46,6 +46,7 @@ class Stage2Config:
     crop: int = 128
     views: str = "crop"  # as Stage1Config.views and .large_data: fine-tuning sees what stage 1 saw
     large_data: str | None = None
+    large_crop: int | None = None
     lr: float = 1e-3
     lr_finetune: float = 2e-4
     seed: int = 0
@@ -189,7 +190,7 @@ def train_stage2(cfg: Stage2Config, *, progress: bool = True, log=print, stop_af
     tasks = served_tasks(base)
     needed = sorted({t for ts in tasks.values() for t in ts})
     train_ds = MultiTaskDataset(cfg.data, needed, crop=cfg.crop, train=True)
-    sources = training_views(train_ds, cfg.data, cfg.views, cfg.large_data)
+    sources = training_views(train_ds, cfg.data, cfg.views, cfg.large_data, cfg.large_crop)
     val_ds = MultiTaskDataset(cfg.val, needed, train=False, limit=cfg.val_limit)
     lambdas = torch.tensor(cfg.lambdas, device=device)
 
