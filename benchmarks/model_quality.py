@@ -8,7 +8,8 @@ The anchor is the stage-1 network the model's stage 2 started from (stage 1b's i
 For each quality: bits per pixel (real .tamc bytes: the whole file, and per task the
 header plus the layers that task needs) and every task's loss / trivial loss and
 human metric, computed from the codec's own decoded latents (exported graphs, no
-torch in the coding). Checks (issue: second stage and the shipped model):
+torch in the coding). The anchor analyses each group at the scale the codec does (CONTRACT.md,
+scene scale). Checks (issue: second stage and the shipped model):
 - highest quality: every task's loss <= 1.15 x the anchor's loss on uncompressed input
 - every quality >= 3: every task at least halves the trivial predictor's loss
 Writes benchmarks/results/model_quality.json (or --out).
@@ -27,7 +28,8 @@ from tamc_codec import codec
 from tamc_codec.bitstream import TamcReader
 from tamc_codec.data.torch_dataset import MultiTaskDataset
 from tamc_codec.tasks.losses import task_loss
-from tamc_codec.train.stage1 import TaskMetrics, load_anchor
+from tamc_codec.bench.evaluate import Anchor
+from tamc_codec.train.stage1 import TaskMetrics
 
 
 def main() -> None:
@@ -40,9 +42,10 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(2)
     rt = codec.load_model(args.model)
-    anchor = load_anchor(args.anchor)
-    trivial = torch.load(args.anchor, map_location="cpu", weights_only=False)["trivial"]
     tasks = list(rt.serving)
+    # the codec's own analysis without the coding: each group at the scale the codec runs it
+    anchor = Anchor(args.anchor, tasks, scale_of=rt)
+    trivial = anchor.trivial
     ds = MultiTaskDataset(args.data, tasks, train=False, limit=args.images)
     n = len(ds)
     anchor_loss = {t: 0.0 for t in tasks}
@@ -54,13 +57,10 @@ def main() -> None:
         s = ds.sample(i)
         img = np.rint(s["image"].numpy().transpose(1, 2, 0) * 255).astype(np.uint8)
         pixels += img.shape[0] * img.shape[1]
-        x = s["image"][None]
-        with torch.no_grad():
-            lat = anchor.encode(x)
-            for t in tasks:
-                p = anchor.decode(anchor.serving[t], t, lat[anchor.serving[t]])
-                anchor_loss[t] += float(task_loss(t, p, s[t][None]))
-                anchor_met[t].update(p, s[t][None])
+        for t, p in anchor.predict(img).items():
+            p = torch.from_numpy(p)[None]
+            anchor_loss[t] += float(task_loss(t, p, s[t][None]))
+            anchor_met[t].update(p, s[t][None])
         for q in per_q:
             t0 = time.perf_counter()
             enc = codec.encode_image(img, "all", q, rt)
@@ -71,7 +71,7 @@ def main() -> None:
                     need = r.layers_for_task(t)
                     per_q[q]["bits_task"][t] += 8 * (r.header_size + sum(r.layers[k].length for k in need))
             for t in tasks:
-                pred = torch.from_numpy(rt.run(None, t, 0, y=enc.latents[rt.serving[t]])[0])
+                pred = torch.from_numpy(codec.task_prediction(rt, t, enc.latents[rt.serving[t]], *img.shape[:2]))[None]
                 per_q[q]["loss"][t] += float(task_loss(t, pred, s[t][None]))
                 per_q[q]["met"][t].update(pred, s[t][None])
         print(f"\rimage {i + 1}/{n}", end="", flush=True)

@@ -1,7 +1,7 @@
 """Encode images to .tamc and decode tasks from it, along the model's DAG (torch-free).
 
 Per layer (one group), the encoder:
-1. y = analysis(image); y_s = y * gain[q]
+1. y = analysis(image, downsampled by the group's scene-scale factor f, usually 1); y_s = y * gain[q]
 2. z = hyper_analysis(y_s); z symbols = round(z - median) -> sub-stream 0 (factorised)
 3. ψ = hyper_synthesis(ẑ); the parent's decoded latent comes from its own layer
 4. pass 1 (anchors, (i + j) even): μ, σ = pass1(ψ[, parent]); sub-stream 1
@@ -109,6 +109,56 @@ def _parent_context(model: RuntimeModel, y_hat: np.ndarray, dequantised: np.ndar
     return y_hat.astype(np.float32) if model.parent_input == "quantised" else dequantised
 
 
+def _downsample(x: np.ndarray, f: int) -> np.ndarray:
+    """Area downsampling by f of (N, C, H, W), H and W multiples of f (encoder side only)."""
+    if f == 1:
+        return x
+    n, c, h, w = x.shape
+    return x.reshape(n, c, h // f, f, w // f, f).mean(axis=(3, 5), dtype=np.float32)
+
+
+def _on_grid(context: np.ndarray, hw: tuple[int, int]) -> np.ndarray:
+    """A parent's context on its child's latent grid (CONTRACT.md, scene scale). Elementwise
+    float32 operations in a fixed order, so that encoder and decoder compute the same values."""
+    h = context.shape[-2]
+    if h == hw[0]:
+        return context
+    if h > hw[0]:
+        r = h // hw[0]
+        acc = context[..., 0::r, 0::r].copy()
+        for i in range(r):
+            for j in range(r):
+                if i or j:
+                    acc += context[..., i::r, j::r]
+        return acc * np.float32(1.0 / (r * r))
+    r = hw[0] // h
+    return np.repeat(np.repeat(context, r, axis=-2), r, axis=-1)
+
+
+def _upsample(pred: np.ndarray, f: int) -> np.ndarray:
+    """Bilinear upsampling by f of (C, H, W) with half-pixel centres (edge values held)."""
+    if f == 1:
+        return pred
+    for axis in (1, 2):
+        n = pred.shape[axis]
+        src = np.clip((np.arange(n * f) + 0.5) / f - 0.5, 0, n - 1)
+        i0 = np.floor(src).astype(np.int64)
+        i1 = np.minimum(i0 + 1, n - 1)
+        shape = [1, 1, 1]
+        shape[axis] = n * f
+        w1 = (src - i0).astype(np.float32).reshape(shape)
+        pred = np.take(pred, i0, axis=axis) * (1 - w1) + np.take(pred, i1, axis=axis) * w1
+    return pred
+
+
+def task_prediction(model: RuntimeModel, task: str, latent: np.ndarray, height: int, width: int) -> np.ndarray:
+    """The serving decoder's output (C, height, width), normalised units, from its group's latent:
+    upsampled back to the picture where the group works at scene scale."""
+    pred = model.run(None, task, WORK_THREADS, y=latent)[0][0]
+    pred = _upsample(pred, model.factor(model.serving[task], height, width))
+    return pred[:, :height, :width]
+
+
 def _params(model: RuntimeModel, g: str, part: str, psi: np.ndarray, parent: np.ndarray | None,
             anchors: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     inputs = {"psi": psi}
@@ -134,8 +184,9 @@ def encode_image(image: Any, tasks: Any = "all", quality: int | None = None, mod
         raise TamcInputError("image sides must be at most 65535 pixels")
     names = _tasks(tasks, rt)
     q = _quality(quality, rt)
-    padded = _pad(img, rt.pad)
+    padded = _pad(img, rt.pad_multiple(h, w))
     x = (padded.astype(np.float32) / 255.0).transpose(2, 0, 1)[None]
+    pictures: dict[int, np.ndarray] = {}  # the picture at each group's scale (CONTRACT.md, scene scale)
     groups = rt.needed_groups(names)
     decoded: dict[str, np.ndarray] = {}
     context: dict[str, np.ndarray] = {}  # what children see of their parent (RuntimeModel.parent_input)
@@ -144,7 +195,10 @@ def encode_image(image: Any, tasks: Any = "all", quality: int | None = None, mod
     position: dict[str, int] = {}
     for g in groups:
         gain, inv_gain = rt.gains(g, q)
-        y = rt.run(g, "analysis", WORK_THREADS, image=x)[0]
+        f = rt.factor(g, h, w)
+        if f not in pictures:
+            pictures[f] = _downsample(x, f)
+        y = rt.run(g, "analysis", WORK_THREADS, image=pictures[f])[0]
         ys = y * gain[None, :, None, None]
         hy, wy = ys.shape[-2:]
         z = rt.run(g, "hyper_analysis", PARAM_THREADS, ys=ys)[0]
@@ -153,7 +207,7 @@ def encode_image(image: Any, tasks: Any = "all", quality: int | None = None, mod
         z_sym = np.rint(z - med).astype(np.int32)
         z_hat = (z_sym + med).astype(np.float32)
         psi = _hyper_synthesis(rt, g, z_hat, hy, wy)
-        parent = context.get(rt.parents[g]) if rt.parents[g] else None
+        parent = _on_grid(context[rt.parents[g]], (hy, wy)) if rt.parents[g] else None
         anchor = checkerboard(hy, wy)[None, None] & np.ones(ys.shape, bool)
         mean1, scale1 = _params(rt, g, "pass1", psi, parent)
         idx1 = rt.gaussian.indexes(scale1[anchor])
@@ -214,11 +268,10 @@ def decode_task(source: bytes | str | Path, task: str, model: str | RuntimeModel
         if not 1 <= q <= rt.qualities:
             raise TamcFormatError(f"quality {q} is outside the model's 1..{rt.qualities}")
         ph, pw = hdr.padded_height, hdr.padded_width
-        if ph % rt.pad or pw % rt.pad:
+        multiple = rt.pad_multiple(hdr.height, hdr.width)
+        if ph % multiple or pw % multiple:
             raise TamcFormatError("padded size is not a multiple of the model's padding")
-        hy, wy = ph // 16, pw // 16
         c = int(rt.manifest["latent_channels"])
-        anchor = checkerboard(hy, wy)[None, None] & np.ones((1, c, hy, wy), bool)
         decoded: dict[int, np.ndarray] = {}
         context: dict[int, np.ndarray] = {}
         for li in chain:
@@ -233,13 +286,16 @@ def decode_task(source: bytes | str | Path, task: str, model: str | RuntimeModel
             payload = reader.read_payload(li)
             if len(payload.streams) != 3:
                 raise TamcFormatError(f"layer {li} has {len(payload.streams)} sub-streams, expected 3")
+            f = rt.factor(g, hdr.height, hdr.width)
+            hy, wy = ph // (16 * f), pw // (16 * f)
+            anchor = checkerboard(hy, wy)[None, None] & np.ones((1, c, hy, wy), bool)
             gain, inv_gain = rt.gains(g, q)
             hyper, medians = rt.hyper_coder(g)
             zh, zw = -(-hy // 4), -(-wy // 4)
             z_sym = hyper.decode(payload.streams[0], (1, hyper.channels, zh, zw))
             z_hat = (z_sym + medians[None, :, None, None]).astype(np.float32)
             psi = _hyper_synthesis(rt, g, z_hat, hy, wy)
-            parent = context[entry.parent] if entry.parent is not None else None
+            parent = _on_grid(context[entry.parent], (hy, wy)) if entry.parent is not None else None
             mean1, scale1 = _params(rt, g, "pass1", psi, parent)
             idx1 = rt.gaussian.indexes(scale1[anchor])
             sym1 = rt.gaussian.decode(payload.streams[1], idx1)
@@ -253,8 +309,8 @@ def decode_task(source: bytes | str | Path, task: str, model: str | RuntimeModel
             y_hat[~anchor] = sym2 + mean2[~anchor]
             decoded[li] = (y_hat * inv_gain[None, :, None, None]).astype(np.float32)
             context[li] = _parent_context(rt, y_hat, decoded[li])
-        pred = rt.run(None, task, WORK_THREADS, y=decoded[chain[-1]])[0][0]
-        raw = _raw_output(task, pred[:, : hdr.height, : hdr.width], rt)
+        pred = task_prediction(rt, task, decoded[chain[-1]], hdr.height, hdr.width)
+        raw = _raw_output(task, pred, rt)
         return DecodeResult(output=raw, task=task, bytes_read=reader.bytes_read, file_size=reader.file_size,
                             layers=list(chain))
 

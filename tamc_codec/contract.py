@@ -10,6 +10,9 @@ from typing import Iterable
 #: Task names in code order; a task's code is its index here and never changes.
 TASKS: tuple[str, ...] = ("seg", "depth", "normal", "edge", "keypoint", "rgb")
 TASK_CODES: dict[str, int] = {name: code for code, name in enumerate(TASKS)}
+#: Tasks that describe the scene rather than the picture's pixels: a group serving only these
+#: may analyse large pictures at the training scenes' scale (CONTRACT.md, Models: scene scale).
+SCENE_TASKS: tuple[str, ...] = ("seg", "depth", "normal")
 
 #: Taskonomy's names, accepted by the CLI only (the library takes canonical names).
 TASK_ALIASES: dict[str, str] = {

@@ -133,3 +133,16 @@ def test_card_states_stage1b_and_its_larger_scenes(tmp_path):
     text = write_card(run, model, _quality(tmp_path / "q.json"))
     assert "and 256² crops of the larger scenes (every third batch, 2 per batch)" in text
     assert "LR1B=0.001 LARGE_CROP=256 LOWEST_BLEND=0 bin" in text
+
+
+def test_card_states_which_groups_work_at_scene_scale(tmp_path):
+    model = _model(tmp_path / "model")
+    run = tmp_path / "run"
+    run.mkdir()
+    assert "Scene scale" not in write_card(run, model, _quality(tmp_path / "q.json"))
+    m = json.loads((model / "manifest.json").read_text())
+    m["scene_scale"] = {"size": 256, "groups": ["a"]}
+    (model / "manifest.json").write_text(json.dumps(m))
+    text = write_card(run, model, _quality(tmp_path / "q.json"))
+    assert "- Scene scale: the groups serving only seg, depth or normal (`a`) analyse a picture downsampled" in text
+    assert "nearest to 256 px" in text

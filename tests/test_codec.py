@@ -217,3 +217,85 @@ def test_unknown_parent_input_is_a_model_error(tiny_model, tmp_path):
     (folder / "manifest.json").write_text(json.dumps(m))
     with pytest.raises(TamcModelError, match="parent_input"):
         codec.load_model(str(folder))
+
+
+def _with_scene_scale(tiny_model, folder, groups, size):
+    """A copy of the tiny model whose manifest puts `groups` at scene scale `size`."""
+    import json
+    import shutil
+
+    from tamc_codec.runtime.manifest import model_id
+
+    shutil.copytree(tiny_model, folder)
+    m = json.loads((folder / "manifest.json").read_text())
+    m["scene_scale"] = {"size": size, "groups": groups}
+    m["model_id"] = model_id(m)
+    (folder / "manifest.json").write_text(json.dumps(m))
+    return codec.load_model(str(folder))
+
+
+@pytest.mark.parametrize("scaled", ["seg+depth+normal", "depth+edge"])
+def test_scene_scale_groups_code_a_smaller_picture_bit_exactly(tiny_model, image, tmp_path, scaled):
+    """The DAG's root at half scale (its children see its context repeated onto their grid), or
+    a child at half scale (it sees its parent's context as block means): either way every task
+    decodes to what the encoder assumed, at the picture's size, from a smaller layer."""
+    full = codec.load_model(str(tiny_model))
+    rt = _with_scene_scale(tiny_model, tmp_path / "m", [scaled], 45)  # 80 x 90 picture: f = 2
+    assert rt.factor(scaled, 80, 90) == 2 and rt.pad_multiple(80, 90) == 2 * full.pad
+    enc = codec.encode_image(image, "all", rt.qualities, rt)
+    ref = codec.encode_image(image, "all", rt.qualities, full)
+    assert enc.latents[scaled].shape[-2:] == (128 // 32, 128 // 32)  # padded to 128, then halved, / 16
+    others = [g for g in rt.groups if g != scaled]
+    assert all(enc.latents[g].shape[-2:] == (128 // 16, 128 // 16) for g in others)
+    size = {e["group"]: e["bytes"] for e in enc.layers}
+    size_full = {e["group"]: e["bytes"] for e in ref.layers}
+    assert size[scaled] < size_full[scaled]
+    for task in TASKS:
+        d = codec.decode_task(enc.data, task, rt)
+        pred = codec.task_prediction(rt, task, enc.latents[rt.serving[task]], 80, 90)
+        assert pred.shape[-2:] == (80, 90)
+        np.testing.assert_array_equal(d.output, codec._raw_output(task, pred, rt))
+
+
+def test_scene_factor_picks_the_nearest_power_of_two():
+    from tamc_codec.runtime.manifest import scene_factor
+
+    assert [scene_factor(256, s, s) for s in (100, 256, 362, 363, 512, 724, 725, 1024)] == [1, 1, 1, 2, 2, 2, 4, 4]
+    assert scene_factor(256, 300, 600) == scene_factor(256, 600, 300) == 2  # the longer side decides
+
+
+def test_parent_context_moves_between_grids_exactly():
+    ctx = np.arange(2 * 4 * 6, dtype=np.float32).reshape(1, 2, 4, 6)
+    pooled = codec._on_grid(ctx, (2, 3))
+    np.testing.assert_array_equal(pooled, ctx.reshape(1, 2, 2, 2, 3, 2).mean(axis=(3, 5)))
+    repeated = codec._on_grid(pooled, (4, 6))
+    assert repeated.shape == ctx.shape and np.array_equal(repeated[..., ::2, ::2], pooled)
+    assert codec._on_grid(ctx, (4, 6)) is ctx
+
+
+def test_upsampling_matches_bilinear_with_half_pixel_centres():
+    torch = pytest.importorskip("torch")
+    import torch.nn.functional as F
+
+    pred = np.random.default_rng(0).standard_normal((3, 5, 7)).astype(np.float32)
+    for f in (2, 4):
+        ref = F.interpolate(torch.from_numpy(pred)[None], scale_factor=f, mode="bilinear", align_corners=False)[0]
+        np.testing.assert_allclose(codec._upsample(pred, f), ref.numpy(), atol=1e-5)
+
+
+def test_export_puts_groups_serving_only_scene_tasks_at_scene_scale(tiny_model):
+    pytest.importorskip("torch")
+    import json
+
+    from tamc_codec.train.export import scene_scale_groups
+
+    assert scene_scale_groups({"seg": "a", "normal": "a", "depth": "b", "edge": "b", "rgb": "c"}) == ["a"]
+    m = json.loads((tiny_model / "manifest.json").read_text())
+    # the tiny model's root serves seg and normal only; at the default size 256 every test
+    # picture here (80 x 90) is analysed whole, f = 1
+    assert m["scene_scale"] == {"size": 256, "groups": ["seg+depth+normal"]}
+
+
+def test_scene_scale_naming_another_models_group_is_a_model_error(tiny_model, tmp_path):
+    with pytest.raises(TamcModelError, match="scene_scale"):
+        _with_scene_scale(tiny_model, tmp_path / "m", ["seg+edge"], 256)

@@ -118,9 +118,13 @@ def _pad(img: np.ndarray, multiple: int) -> np.ndarray:
 
 
 class Anchor:
-    """The stage-1 network as a task model on any image (the CTA receivers' analysis)."""
+    """The stage-1 network as a task model on any image (the CTA receivers' analysis).
 
-    def __init__(self, path: str | Path, tasks: list[str]):
+    With `scale_of` (an exported model, runtime.model.RuntimeModel) each group analyses the
+    picture at the scale that model's codec uses (CONTRACT.md, scene scale), so that the anchor
+    is the codec's own analysis without the coding."""
+
+    def __init__(self, path: str | Path, tasks: list[str], scale_of=None):
         import torch
 
         from ..train.stage1 import load_anchor
@@ -135,16 +139,30 @@ class Anchor:
             raise TamcInputError(f"the anchor {self.path} has no decoder for {', '.join(missing)}")
         self.tasks = list(tasks)
         self.groups = [g for g in self.model.groups if g in {self.model.serving[t] for t in tasks}]
+        self.scale_of = scale_of
+
+    def _factor(self, group: str, h: int, w: int) -> int:
+        return 1 if self.scale_of is None else self.scale_of.factor(group, h, w)
 
     def predict(self, image: np.ndarray) -> dict[str, np.ndarray]:
         import torch
+        import torch.nn.functional as F
+
+        from ..codec import _upsample
 
         h, w = image.shape[:2]
-        x = torch.from_numpy(_pad(image, PAD_MULTIPLE).astype(np.float32) / 255.0).permute(2, 0, 1)[None]
+        multiple = PAD_MULTIPLE * max(self._factor(g, h, w) for g in self.groups)
+        x = torch.from_numpy(_pad(image, multiple).astype(np.float32) / 255.0).permute(2, 0, 1)[None]
+        out = {}
         with torch.no_grad():
-            latents = self.model.encode(x, self.groups)
-            return {t: self.model.decode(self.model.serving[t], t, latents[self.model.serving[t]])[0, :, :h, :w]
-                    .float().numpy() for t in self.tasks}
+            for g in self.groups:
+                f = self._factor(g, h, w)
+                latent = self.model.encode(F.avg_pool2d(x, f) if f > 1 else x, [g])[g]
+                for t in self.tasks:
+                    if self.model.serving[t] == g:
+                        pred = self.model.decode(g, t, latent)[0].float().numpy()
+                        out[t] = _upsample(pred, f)[:, :h, :w]
+        return {t: out[t] for t in self.tasks}
 
 
 def filter_prediction(task: str, image: np.ndarray) -> np.ndarray:
@@ -253,10 +271,9 @@ def tamc_layer_bytes(data: bytes, tasks: list[str]) -> dict[str, int]:
 
 def tamc_predictions(rt, enc, tasks: list[str]) -> dict[str, np.ndarray]:
     """Task decoder outputs (normalised units) on the latents the file decodes to."""
-    from ..codec import WORK_THREADS
+    from ..codec import task_prediction
 
-    h, w = enc.height, enc.width
-    return {t: rt.run(None, t, WORK_THREADS, y=enc.latents[rt.serving[t]])[0][0][:, :h, :w] for t in tasks}
+    return {t: task_prediction(rt, t, enc.latents[rt.serving[t]], enc.height, enc.width) for t in tasks}
 
 
 def timed_decode(rt, data: bytes, task: str, expected_pred: np.ndarray) -> tuple[float, bool]:

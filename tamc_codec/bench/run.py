@@ -138,7 +138,7 @@ def run_bench(cfg: BenchConfig, log=print) -> dict:
     if not tasks:
         raise TamcInputError("no task to benchmark")
     anchor_path = _resolve_anchor(cfg, rt)
-    anchor = Anchor(anchor_path, tasks)
+    anchor = Anchor(anchor_path, tasks, scale_of=rt)
     trivial = anchor.trivial
 
     cta = [c for c in cfg.codecs if c != "tamc"]

@@ -211,8 +211,12 @@ def stage2(anchor, dag_file, data, val, out, lambdas, gain_range, steps_entropy,
 @click.option("--lowest-blend", type=float, default=0.0, show_default=True,
               help="Move quality 1's gains this fraction of the way (log scale) to quality 2's: for a "
                    "lowest trained quality that is worse than useless (docs/MODEL.md). 0 keeps q1 as trained.")
+@click.option("--scene-size", type=int, default=256, show_default=True,
+              help="Side of the training scenes: a group serving only seg, depth or normal analyses a larger "
+                   "picture downsampled towards it (docs/MODEL.md, scene scale).")
+@click.option("--no-scene-scale", is_flag=True, help="Every group analyses pictures at full size.")
 def export(codec_pt: str, out: str, name: str | None, grouping: str | None, dag_file: str | None,
-           lowest_blend: float) -> None:
+           lowest_blend: float, scene_size: int, no_scene_scale: bool) -> None:
     """Export a stage-2 model (codec.pt) to a folder the torch-free codec runs.
 
     Weights are rounded to float16 before the entropy tables are built, so the
@@ -225,6 +229,8 @@ def export(codec_pt: str, out: str, name: str | None, grouping: str | None, dag_
 
     if not os.path.exists(codec_pt):
         raise TamcInputError(f"{codec_pt}: no such file")
+    if scene_size <= 0:
+        raise TamcInputError("--scene-size must be a positive number of pixels")
     import hashlib
 
     provenance = {}
@@ -238,6 +244,6 @@ def export(codec_pt: str, out: str, name: str | None, grouping: str | None, dag_
             provenance[key] = {"path": path, "sha256": hashlib.sha256(raw).hexdigest(),
                                "groups": doc.get("groups"), "method": doc.get("method") or doc.get("estimator")}
     m = export_model(codec_pt, out, name=name or os.path.basename(os.path.normpath(out)), provenance=provenance,
-                     lowest_blend=lowest_blend)
+                     lowest_blend=lowest_blend, scene_size=None if no_scene_scale else scene_size)
     size = sum(os.path.getsize(os.path.join(out, f)) for f in m["files"])
     click.echo(f"exported model {m['model_id']} to {out} ({size / 1e6:.1f} MB, {len(m['files'])} files)")

@@ -16,6 +16,15 @@ PARENT_INPUTS = ("dequantised", "quantised")
 DEFAULT_PARENT_INPUT = PARENT_INPUTS[0]
 
 
+def scene_factor(size: int, height: int, width: int) -> int:
+    """CONTRACT.md, scene scale: the power of two f that brings max(height, width) / f nearest to
+    `size` in ratio (never below 1). Integer arithmetic: encoder and decoder always agree."""
+    longest, k = max(height, width), 0
+    while longest * longest >= 2 * (size << k) ** 2:
+        k += 1
+    return 1 << k
+
+
 def model_id(manifest: dict) -> str:
     """CONTRACT.md: first 16 bytes of the SHA-256 of the canonical manifest without model_id."""
     body = {k: v for k, v in manifest.items() if k != "model_id"}
@@ -45,6 +54,10 @@ def read_manifest(folder: str | Path) -> dict:
                 raise ValueError(f"parent {p} of {g} comes after it")
         if m.get("parent_input", DEFAULT_PARENT_INPUT) not in PARENT_INPUTS:
             raise ValueError(f"unknown parent_input {m['parent_input']!r}")
+        if "scene_scale" in m:
+            sc = m["scene_scale"]
+            if not (isinstance(sc["size"], int) and sc["size"] > 0 and set(sc["groups"]) <= set(m["groups"])):
+                raise ValueError("scene_scale needs a positive integer size and groups of the model")
     except (KeyError, ValueError, TypeError) as exc:
         raise TamcModelError(f"{path}: inconsistent manifest ({exc})") from None
     if m.get("model_id") != model_id(m):

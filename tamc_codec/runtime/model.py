@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import TamcModelError
-from .manifest import DEFAULT_PARENT_INPUT, file_sha256, read_manifest
+from .manifest import DEFAULT_PARENT_INPUT, file_sha256, read_manifest, scene_factor
 
 #: Where models are looked up by id or name, after the shipped ones (docs/MODEL.md).
 MODEL_PATH_ENV = "TAMC_MODEL_PATH"
@@ -71,6 +71,9 @@ class RuntimeModel:
         # which form of a decoded parent latent the child's parameter graphs take (docs/MODEL.md)
         self.parent_input: str = self.manifest.get("parent_input", DEFAULT_PARENT_INPUT)
         self.pad = int(self.manifest["padding_multiple"])
+        scene = self.manifest.get("scene_scale") or {}
+        self.scene_groups: frozenset[str] = frozenset(scene.get("groups", ()))
+        self.scene_size: int = int(scene.get("size", 0))
         self._sessions: dict[str, object] = {}
         self._verified: set[str] = set()
 
@@ -131,6 +134,16 @@ class RuntimeModel:
     def gains(self, group: str, quality: int) -> tuple[np.ndarray, np.ndarray]:
         k = self.groups.index(group)
         return self.tables[f"gain{k}"][quality - 1], self.tables[f"inv_gain{k}"][quality - 1]
+
+    def factor(self, group: str, height: int, width: int) -> int:
+        """How many times smaller than the picture `group` analyses it (CONTRACT.md, scene scale)."""
+        if group not in self.scene_groups:
+            return 1
+        return scene_factor(self.scene_size, height, width)
+
+    def pad_multiple(self, height: int, width: int) -> int:
+        """The multiple a picture is padded to: every group's downsampled picture pads evenly."""
+        return self.pad * max([self.factor(g, height, width) for g in self.groups] + [1])
 
     def needed_groups(self, tasks: list[str]) -> list[str]:
         """The groups serving `tasks` and all their DAG ancestors, in coding order."""

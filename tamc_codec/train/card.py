@@ -155,6 +155,13 @@ def write_card(run: Path, model: Path, quality_json: Path) -> str:
     if blend:
         lines.append(f"- Export: quality 1 codes with gains {blend:g} of the way (log scale) from the trained q1's "
                      f"to q2's (`tamc export --lowest-blend`, docs/MODEL.md).")
+    scene = manifest.get("scene_scale") or {}
+    if scene.get("groups"):
+        lines.append(f"- Scene scale: the groups serving only seg, depth or normal "
+                     f"({', '.join('`' + g + '`' for g in scene['groups'])}) analyse a picture downsampled by the "
+                     f"power of two that brings its longer side "
+                     f"nearest to {scene['size']} px, the training scenes' side (a 512² picture: by 2); their outputs "
+                     f"are upsampled back (`tamc export --scene-size`, docs/MODEL.md).")
     stage1_device = s1.get("config", {}).get("device", "cpu")
     if stage1_device == "cpu":
         lines.append(f"- Hardware: {platform.machine()} CPU, recorded by `bin/train-default`.")

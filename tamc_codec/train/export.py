@@ -21,12 +21,14 @@ import torch
 import torch.nn as nn
 
 from ..atomic import atomic_write_bytes
-from ..contract import TASKS, group_tasks
+from ..contract import SCENE_TASKS, TASKS, group_tasks
 from ..runtime.manifest import DEFAULT_PARENT_INPUT, MODEL_SCHEMA, model_id
 from ..tasks.registry import TASK_SPECS
 from .stage2 import CodecModel, load_codec_model
 
 PAD_MULTIPLE = 64  # latent stride 16 x hyper-latent stride 4
+#: side of the generated training scenes (bin/train-default renders them at 256²)
+DEFAULT_SCENE_SIZE = 256
 OPSET = 17
 
 
@@ -104,11 +106,21 @@ def blend_lowest_gains(tables: dict[str, np.ndarray], blend: float) -> None:
         tables[key] = np.exp(g).astype(np.float32)
 
 
+def scene_scale_groups(serving: dict[str, str]) -> list[str]:
+    """The coded groups that serve scene tasks only (CONTRACT.md, scene scale), in name order."""
+    served: dict[str, set[str]] = {}
+    for t, g in serving.items():
+        served.setdefault(g, set()).add(t)
+    return sorted(g for g, ts in served.items() if ts <= set(SCENE_TASKS))
+
+
 def export_model(codec_pt: str | Path, out_dir: str | Path, *, name: str, provenance: dict | None = None,
-                 lowest_blend: float = 0.0) -> dict:
+                 lowest_blend: float = 0.0, scene_size: int | None = DEFAULT_SCENE_SIZE) -> dict:
     """Write models/<name>/ from a stage-2 checkpoint (codec.pt); returns the manifest.
 
     `lowest_blend` > 0 replaces quality 1's gains by a blend towards quality 2's (`blend_lowest_gains`).
+    `scene_size`: the training scenes' side; groups serving scene tasks only analyse large pictures
+    at that scale (CONTRACT.md, scene scale). None: every group at full size.
     """
     from ..entropy import FactorizedCoder, GaussianConditionalCoder
     from ..errors import TamcInputError
@@ -201,6 +213,10 @@ def export_model(codec_pt: str | Path, out_dir: str | Path, *, name: str, proven
         manifest["parent_input"] = model.parent_input
     if lowest_blend:
         manifest["qualities"][0]["gain_blend"] = lowest_blend
+    scene_groups = scene_scale_groups(manifest["serving"]) if scene_size else []
+    if scene_groups:
+        # absent means every group at full size, so earlier models keep their ids
+        manifest["scene_scale"] = {"size": int(scene_size), "groups": scene_groups}
     manifest["model_id"] = model_id(manifest)
     atomic_write_bytes(out / "manifest.json", (json.dumps(manifest, indent=2) + "\n").encode())
     for fname in previous - set(files):
