@@ -135,7 +135,7 @@ def _on_grid(context: np.ndarray, hw: tuple[int, int]) -> np.ndarray:
     return np.repeat(np.repeat(context, r, axis=-2), r, axis=-1)
 
 
-def _upsample(pred: np.ndarray, f: int) -> np.ndarray:
+def upsample(pred: np.ndarray, f: int) -> np.ndarray:
     """Bilinear upsampling by f of (C, H, W) with half-pixel centres (edge values held)."""
     if f == 1:
         return pred
@@ -155,7 +155,7 @@ def task_prediction(model: RuntimeModel, task: str, latent: np.ndarray, height: 
     """The serving decoder's output (C, height, width), normalised units, from its group's latent:
     upsampled back to the picture where the group works at scene scale."""
     pred = model.run(None, task, WORK_THREADS, y=latent)[0][0]
-    pred = _upsample(pred, model.factor(model.serving[task], height, width))
+    pred = upsample(pred, model.factor(model.serving[task], height, width))
     return pred[:, :height, :width]
 
 

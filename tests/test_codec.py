@@ -280,7 +280,7 @@ def test_upsampling_matches_bilinear_with_half_pixel_centres():
     pred = np.random.default_rng(0).standard_normal((3, 5, 7)).astype(np.float32)
     for f in (2, 4):
         ref = F.interpolate(torch.from_numpy(pred)[None], scale_factor=f, mode="bilinear", align_corners=False)[0]
-        np.testing.assert_allclose(codec._upsample(pred, f), ref.numpy(), atol=1e-5)
+        np.testing.assert_allclose(codec.upsample(pred, f), ref.numpy(), atol=1e-5)
 
 
 def test_export_puts_groups_serving_only_scene_tasks_at_scene_scale(tiny_model):

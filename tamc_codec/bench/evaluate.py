@@ -148,10 +148,10 @@ class Anchor:
         import torch
         import torch.nn.functional as F
 
-        from ..codec import _upsample
+        from ..codec import upsample
 
         h, w = image.shape[:2]
-        multiple = PAD_MULTIPLE * max(self._factor(g, h, w) for g in self.groups)
+        multiple = PAD_MULTIPLE if self.scale_of is None else self.scale_of.pad_multiple(h, w)
         x = torch.from_numpy(_pad(image, multiple).astype(np.float32) / 255.0).permute(2, 0, 1)[None]
         out = {}
         with torch.no_grad():
@@ -161,7 +161,7 @@ class Anchor:
                 for t in self.tasks:
                     if self.model.serving[t] == g:
                         pred = self.model.decode(g, t, latent)[0].float().numpy()
-                        out[t] = _upsample(pred, f)[:, :h, :w]
+                        out[t] = upsample(pred, f)[:, :h, :w]
         return {t: out[t] for t in self.tasks}
 
 
