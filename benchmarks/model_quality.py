@@ -4,6 +4,9 @@
         --anchor runs/default/stage1b/anchor.pt --data data/test [--images 50]
 
 The anchor is the stage-1 network the model's stage 2 started from (stage 1b's in bin/train-default).
+`--anchor model` uses the model's own networks on unquantised latents instead (no training run
+needed; losses divided by the model's reference.json; docs/BENCH.md): the issue's 1.15 x check is
+then against those networks, not the stage-1 anchor.
 
 For each quality: bits per pixel (real .tamc bytes: the whole file, and per task the
 header plus the layers that task needs) and every task's loss / trivial loss and
@@ -28,14 +31,15 @@ from tamc_codec import codec
 from tamc_codec.bitstream import TamcReader
 from tamc_codec.data.torch_dataset import MultiTaskDataset
 from tamc_codec.tasks.losses import task_loss
-from tamc_codec.bench.evaluate import Anchor
+from tamc_codec.bench.evaluate import Anchor, ModelAnchor
 from tamc_codec.train.stage1 import TaskMetrics
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", default="models/default")
-    ap.add_argument("--anchor", default="runs/default/stage1b/anchor.pt")
+    ap.add_argument("--anchor", default="runs/default/stage1b/anchor.pt",
+                    help="stage-1 anchor.pt, or 'model' for the model's own networks, unquantised")
     ap.add_argument("--data", default="data/test")
     ap.add_argument("--images", type=int, default=50)
     ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "model_quality.json"))
@@ -44,8 +48,10 @@ def main() -> None:
     rt = codec.load_model(args.model)
     tasks = list(rt.serving)
     # the codec's own analysis without the coding: each group at the scale the codec runs it
-    anchor = Anchor(args.anchor, tasks, scale_of=rt)
+    anchor = ModelAnchor(rt, tasks) if args.anchor == "model" else Anchor(args.anchor, tasks, scale_of=rt)
     trivial = anchor.trivial
+    if not all(trivial.get(t) for t in tasks):
+        raise SystemExit(f"model_quality.py: no trivial losses for {args.model} (no reference.json for this model)")
     ds = MultiTaskDataset(args.data, tasks, train=False, limit=args.images)
     n = len(ds)
     anchor_loss = {t: 0.0 for t in tasks}
@@ -76,7 +82,7 @@ def main() -> None:
                 per_q[q]["met"][t].update(pred, s[t][None])
         print(f"\rimage {i + 1}/{n}", end="", flush=True)
     print()
-    result = {"model": str(args.model), "model_id": rt.id, "anchor": str(args.anchor), "data": str(args.data),
+    result = {"model": str(args.model), "model_id": rt.id, "anchor_source": str(args.anchor), "data": str(args.data),
               "images": n, "trivial_loss_val": trivial,
               "anchor": {t: {"loss": anchor_loss[t] / n, "normalised": anchor_loss[t] / n / trivial[t],
                              **anchor_met[t].result()} for t in tasks},

@@ -109,7 +109,7 @@ def _parent_context(model: RuntimeModel, y_hat: np.ndarray, dequantised: np.ndar
     return y_hat.astype(np.float32) if model.parent_input == "quantised" else dequantised
 
 
-def _downsample(x: np.ndarray, f: int) -> np.ndarray:
+def downsample(x: np.ndarray, f: int) -> np.ndarray:
     """Area downsampling by f of (N, C, H, W), H and W multiples of f (encoder side only)."""
     if f == 1:
         return x
@@ -197,7 +197,7 @@ def encode_image(image: Any, tasks: Any = "all", quality: int | None = None, mod
         gain, inv_gain = rt.gains(g, q)
         f = rt.factor(g, h, w)
         if f not in pictures:
-            pictures[f] = _downsample(x, f)
+            pictures[f] = downsample(x, f)
         y = rt.run(g, "analysis", WORK_THREADS, image=pictures[f])[0]
         ys = y * gain[None, :, None, None]
         hy, wy = ys.shape[-2:]

@@ -171,6 +171,45 @@ def test_bench_quick_writes_valid_results(tiny_model, tmp_path):
     assert all((out / f"curve_{t}.png").exists() for t in results["tasks"])
 
 
+def test_model_anchor_is_the_codec_without_quantisation(tiny_model):
+    """The model's own networks on the unquantised latent, at the picture's size: what the codec's
+    decoded predictions approach as the quality rises."""
+    from tamc_codec.bench.evaluate import ModelAnchor, open_images, tamc_predictions
+    from tamc_codec.codec import encode_image, load_model
+
+    rt = load_model(str(tiny_model))
+    images = open_images(tiny_model.parent / "val", None, 1)
+    image, _ = images.item(0)
+    image = image[:60, :50]  # not a multiple of the padding
+    tasks = list(rt.serving)
+    preds = ModelAnchor(rt, tasks).predict(image)
+    assert set(preds) == set(tasks) and all(p.shape[-2:] == (60, 50) for p in preds.values())
+    gaps = []
+    for q in (1, rt.qualities):
+        decoded = tamc_predictions(rt, encode_image(image, tasks, q, rt), tasks)
+        gaps.append(np.mean([np.abs(decoded[t] - preds[t]).mean() for t in tasks]))
+    assert gaps[1] < gaps[0]
+
+
+def test_bench_without_a_stage1_anchor_uses_the_model(tiny_model, tmp_path, monkeypatch):
+    """After install there is no anchor.pt: the bench still runs, on the model's own networks,
+    says so, and divides losses by the trivial losses the model's reference.json carries."""
+    from tamc_codec.cli import main
+
+    monkeypatch.chdir(tmp_path)  # no models/default/anchor/anchor.pt below the working directory
+    out = tmp_path / "bench"
+    main(["bench", "--quick", "--model", str(tiny_model), "--data", str(tiny_model.parent / "val"),
+          "--codecs", "tamc,jpeg", "--tasks", "seg,edge", "--images", "1", "--qualities", "1,3",
+          "--out", str(out), "--no-progress", "--threads", "1"])
+    results = json.loads((out / "results.json").read_text())
+    anchor = results["provenance"]["anchor"]
+    reference = json.loads((tiny_model / "reference.json").read_text())
+    assert anchor["kind"] == "model" and anchor["model_id"] == reference["model_id"]
+    assert anchor["trivial_loss"] == pytest.approx({t: reference["trivial_loss"][t] for t in reference["trivial_loss"]})
+    for t, r in results["anchor"]["tasks"].items():
+        assert r["normalised_loss"] == pytest.approx(r["loss"] / reference["trivial_loss"][t])
+
+
 def test_schema_checker_catches_errors():
     from tamc_codec.bench.report import schema_errors
 

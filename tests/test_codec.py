@@ -151,7 +151,8 @@ def test_export_over_an_older_model_removes_its_stale_graphs(tiny_model, tmp_pat
     new = export_model(tiny_model.parent / "s2" / "codec.pt", folder, name="tiny")
     assert not (folder / "g9_analysis.onnx").exists()
     assert (folder / "README.md").read_text() == "the user's card" and (tmp_path / "outside.txt").exists()
-    assert sorted(p.name for p in folder.iterdir()) == sorted([*new["files"], "manifest.json", "README.md"])
+    assert sorted(p.name for p in folder.iterdir()) == sorted([*new["files"], "manifest.json", "README.md",
+                                                               "reference.json"])
     assert codec.load_model(str(folder)).id == codec.load_model(str(tiny_model)).id  # same weights, same model
 
 
@@ -299,3 +300,20 @@ def test_export_puts_groups_serving_only_scene_tasks_at_scene_scale(tiny_model):
 def test_scene_scale_naming_another_models_group_is_a_model_error(tiny_model, tmp_path):
     with pytest.raises(TamcModelError, match="scene_scale"):
         _with_scene_scale(tiny_model, tmp_path / "m", ["seg+edge"], 256)
+
+
+def test_export_writes_the_trivial_losses_for_its_own_model_only(tiny_model, tmp_path):
+    """reference.json carries stage 2's trivial losses; a folder whose manifest has changed since
+    (another model id) must not have its losses divided by them."""
+    torch = pytest.importorskip("torch")
+    import json
+
+    trivial = torch.load(tiny_model.parent / "s2" / "codec.pt", map_location="cpu", weights_only=False)["trivial"]
+    rt = codec.load_model(str(tiny_model))
+    ref = json.loads((tiny_model / "reference.json").read_text())
+    assert ref["schema"] == "tamc.reference/1" and ref["model_id"] == rt.id
+    assert rt.trivial_loss == pytest.approx({t: float(trivial[t]) for t in rt.serving})
+    assert "reference.json" not in rt.manifest["files"]  # outside the model's identity, like the card
+    other = _with_scene_scale(tiny_model, tmp_path / "m", ["depth+edge"], 45)
+    assert (other.folder / "reference.json").exists() and other.id != rt.id
+    assert other.trivial_loss == {}

@@ -33,3 +33,11 @@ def test_shipped_model_round_trips_every_task(image):
             pred = rt.run(None, t, 0, y=enc.latents[rt.serving[t]])[0][0][:, :200, :264]
             np.testing.assert_array_equal(d.output, codec._raw_output(t, pred, rt))
     assert sizes[0] < sizes[1]
+
+
+def test_shipped_model_carries_its_own_trivial_losses():
+    """`tamc bench` normalises by reference.json; a re-export that forgot to refresh it would
+    silently lose the normalisation (its model id would no longer match)."""
+    rt = codec.load_model(str(MODEL))
+    assert set(rt.trivial_loss) == set(rt.serving)
+    assert all(v > 0 for v in rt.trivial_loss.values())

@@ -2,7 +2,8 @@
 
 Every path ends in a *prediction* in the networks' normalised units (logits for seg):
 
-- anchor (CTA and the uncompressed line): the stage-1 network on an image;
+- anchor (CTA and the uncompressed line): the stage-1 network on an image, or the exported
+  model's own networks with the latent unquantised (``ModelAnchor``);
 - label filter (CTA, edge / keypoint / rgb): CONTRACT.md's filter applied to the decoded
   image, normalised like a label (for rgb the filter is the identity: the decoded image);
 - tamc (ATC): the model's task decoder on the latent the .tamc file decodes to.
@@ -163,6 +164,47 @@ class Anchor:
                         pred = self.model.decode(g, t, latent)[0].float().numpy()
                         out[t] = upsample(pred, f)[:, :h, :w]
         return {t: out[t] for t in self.tasks}
+
+    def provenance(self) -> dict:
+        from ..runtime.manifest import file_sha256
+
+        return {"kind": "stage1", "path": str(self.path), "sha256": file_sha256(self.path),
+                "groups": self.model.groups, "serving": self.model.serving, "trivial_loss": self.trivial}
+
+
+class ModelAnchor:
+    """An exported model's own networks without the coding, as a task model on any image: each
+    serving group's analysis at the codec's scale, its latent unquantised (the limit of ever
+    finer quantisation), the serving decoders. Needs nothing beyond the model folder, so `tamc
+    bench` runs right after install; its line is what the model's networks reach when rate is no
+    object, which is not the stage-1 anchor the model was trained from (docs/BENCH.md)."""
+
+    def __init__(self, rt, tasks: list[str]):
+        missing = [t for t in tasks if t not in rt.serving]
+        if missing:
+            raise TamcInputError(f"model {rt.folder} does not serve {', '.join(missing)}")
+        self.rt = rt
+        self.tasks = list(tasks)
+        self.groups = [g for g in rt.groups if g in {rt.serving[t] for t in tasks}]
+        self.trivial = dict(rt.trivial_loss)
+
+    def predict(self, image: np.ndarray) -> dict[str, np.ndarray]:
+        from ..codec import WORK_THREADS, downsample, task_prediction
+
+        rt = self.rt
+        h, w = image.shape[:2]
+        x = (_pad(image, rt.pad_multiple(h, w)).astype(np.float32) / 255.0).transpose(2, 0, 1)[None]
+        out = {}
+        for g in self.groups:
+            latent = rt.run(g, "analysis", WORK_THREADS, image=downsample(x, rt.factor(g, h, w)))[0]
+            for t in self.tasks:
+                if rt.serving[t] == g:
+                    out[t] = task_prediction(rt, t, latent, h, w)
+        return out
+
+    def provenance(self) -> dict:
+        return {"kind": "model", "path": str(self.rt.folder), "model_id": self.rt.id, "groups": self.rt.groups,
+                "serving": self.rt.serving, "trivial_loss": self.trivial}
 
 
 def filter_prediction(task: str, image: np.ndarray) -> np.ndarray:

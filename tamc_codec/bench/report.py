@@ -43,7 +43,7 @@ RESULTS_SCHEMA: dict = {
                        "required": ["model", "anchor", "data", "git_commit", "versions", "codec_settings"],
                        "properties": {
                            "model": {"type": ["object", "null"], "required": ["id", "qualities"]},
-                           "anchor": {"type": "object", "required": ["path", "sha256"]},
+                           "anchor": {"type": "object", "required": ["kind", "path", "trivial_loss"]},
                            "data": {"type": "object", "required": ["path", "kind", "images_used"]},
                            "git_commit": {"type": ["string", "null"]},
                            "versions": {"type": "object"},
@@ -239,7 +239,7 @@ def _draw(ax, results: dict, task: str, key: str) -> None:
                 lw=2.2 if name == "tamc" else 1.3, label=name)
     a = results["anchor"]["tasks"][task].get(key)
     if a is not None:
-        ax.axhline(a, color="black", ls="--", lw=1, label="anchor (uncompressed)")
+        ax.axhline(a, color="black", ls="--", lw=1, label=anchor_label(results))
     if key == "loss":
         ax.axhline(results["summary"][task]["iso_target_loss"], color="grey", ls=":", lw=1,
                    label=f"{results['iso_factor']:g} x anchor loss")
@@ -299,6 +299,13 @@ def plot_all(results: dict, out: Path) -> list[Path]:
 # --------------------------------------------------------------------------- terminal
 
 
+def anchor_label(results: dict) -> str:
+    """What the anchor line is: the stage-1 network on uncompressed images, or the model's own
+    networks with unquantised latents (older results name no kind: stage 1)."""
+    kind = results["provenance"]["anchor"].get("kind", "stage1")
+    return "anchor (uncompressed)" if kind == "stage1" else "anchor: the model, unquantised"
+
+
 def _fmt(v, spec: str = ".3f") -> str:
     return "-" if v is None else format(v, spec)
 
@@ -308,7 +315,7 @@ def table(results: dict) -> str:
     lines = []
     names = [n for n in results["codecs"]]
     lines.append(f"iso-quality rate: bpp at which the loss reaches {results['iso_factor']:g} x the anchor's "
-                 "('<=' lowest setting already there, 'n/r' not reached)")
+                 "('<=' lowest setting already there, 'n/r' not reached); " + anchor_label(results))
     head = f"{'task':9} {'anchor loss':>11} " + " ".join(f"{n:>12}" for n in names) + f" {'tamc/best':>10}"
     lines.append(head)
     lines.append("-" * len(head))

@@ -11,9 +11,8 @@ import numpy as np
 
 from ..contract import TASKS
 from ..errors import TamcInputError
-from ..runtime.manifest import file_sha256
 from . import baselines, curves
-from .evaluate import (FILTER_TASKS, HIGHER_IS_BETTER, PRIMARY_METRIC, Anchor, Point, ensure_test_split,
+from .evaluate import (FILTER_TASKS, HIGHER_IS_BETTER, PRIMARY_METRIC, Anchor, ModelAnchor, Point, ensure_test_split,
                        filter_prediction, open_images, quick_qualities, tamc_layer_bytes, tamc_predictions,
                        timed_decode)
 
@@ -83,18 +82,37 @@ def _git_commit() -> str | None:
         return None
 
 
-def _resolve_anchor(cfg: BenchConfig, rt) -> Path:
-    if cfg.anchor:
-        return Path(cfg.anchor)
+#: `--anchor model`: the exported model's own networks, unquantised (evaluate.ModelAnchor).
+MODEL_ANCHOR = "model"
+
+
+def _anchor_candidates(rt) -> list[Path]:
     candidates = [Path(DEFAULT_ANCHOR)]
     if rt is not None:
         candidates.insert(0, rt.folder / "anchor" / "anchor.pt")
         candidates.append(rt.folder.parent / "anchor" / "anchor.pt")
-    for c in candidates:
-        if c.is_file():
-            return c
-    raise TamcInputError("no anchor found (looked in " + ", ".join(str(c) for c in candidates)
-                         + "); pass --anchor PATH to the stage-1 anchor.pt")
+    return candidates
+
+
+def make_anchor(cfg: BenchConfig, rt, tasks: list[str], log=print):
+    """The CTA receivers' task networks: the stage-1 anchor.pt named or found beside the model,
+    else the model's own networks (which need no training artefacts)."""
+    if cfg.anchor and cfg.anchor != MODEL_ANCHOR:
+        return Anchor(cfg.anchor, tasks, scale_of=rt)
+    if cfg.anchor != MODEL_ANCHOR:
+        found = [c for c in _anchor_candidates(rt) if c.is_file()]
+        if found:
+            return Anchor(found[0], tasks, scale_of=rt)
+    if rt is None:
+        from ..codec import load_model
+
+        rt = load_model(cfg.model)
+    if cfg.anchor != MODEL_ANCHOR:
+        log(f"anchor: no stage-1 anchor.pt ({', '.join(str(c) for c in _anchor_candidates(rt))}); "
+            f"using model {rt.id[:8]}'s own networks on unquantised latents")
+    if not rt.trivial_loss:
+        log(f"{rt.folder} has no reference.json for this model: losses are not divided by the trivial loss")
+    return ModelAnchor(rt, tasks)
 
 
 def run_bench(cfg: BenchConfig, log=print) -> dict:
@@ -137,8 +155,7 @@ def run_bench(cfg: BenchConfig, log=print) -> dict:
     images = open_images(data_path, tasks, limit)
     if not tasks:
         raise TamcInputError("no task to benchmark")
-    anchor_path = _resolve_anchor(cfg, rt)
-    anchor = Anchor(anchor_path, tasks, scale_of=rt)
+    anchor = make_anchor(cfg, rt, tasks, log=log)
     trivial = anchor.trivial
 
     cta = [c for c in cfg.codecs if c != "tamc"]
@@ -248,8 +265,7 @@ def run_bench(cfg: BenchConfig, log=print) -> dict:
         "bd": {"method": curves.BD_METHOD, "min_overlap": curves.MIN_OVERLAP, "package": "bjontegaard"},
         "provenance": {
             "model": rt_info,
-            "anchor": {"path": str(anchor_path), "sha256": file_sha256(anchor_path), "groups": anchor.model.groups,
-                       "serving": anchor.model.serving, "trivial_loss": trivial},
+            "anchor": anchor.provenance(),
             "data": images.info,
             "git_commit": _git_commit(),
             "versions": _versions(),

@@ -31,9 +31,10 @@ def _qualities(text: str | None) -> list[int] | None:
 @click.option("--tasks", default=None, help="Comma-separated tasks or 'all' (default: every task the data and model have).")
 @click.option("--codecs", default="tamc,jpeg,webp,avif", show_default=True, help="Codecs to compare.")
 @click.option("--model", default=None, help="tamc model folder or name (default: the shipped default model).")
-@click.option("--anchor", type=click.Path(dir_okay=False), default=None,
-              help="Stage-1 anchor.pt, the task networks of the CTA baselines "
-                   "(default: models/default/anchor/anchor.pt).")
+@click.option("--anchor", default=None, metavar="PATH|model",
+              help="The task networks of the CTA baselines and the anchor line: a stage-1 anchor.pt, or "
+                   "'model' for the model's own networks on unquantised latents. Default: MODEL/anchor/"
+                   "anchor.pt or models/default/anchor/anchor.pt where one exists, else 'model'.")
 @click.option("--images", type=int, default=None, help="Use the first N images (default 24; 4 with --quick).")
 @click.option("--qualities", default=None, help="tamc qualities, e.g. 1,3,5 (default: all; 3 with --quick).")
 @click.option("--quick", is_flag=True, help="A few images, three settings per codec (CI, under 3 minutes).")
@@ -53,8 +54,10 @@ def bench(data, tasks, codecs, model, anchor, images, qualities, quick, ablation
 
     \b
     Every codec codes the same images. CTA baselines: Pillow's JPEG, WebP and AVIF
-    swept from their lowest rate to near-lossless; the stage-1 anchor network (and,
-    for edge, keypoint and rgb, the label filter itself) runs on the decoded image.
+    swept from their lowest rate to near-lossless; the anchor's task networks (and,
+    for edge, keypoint and rgb, the label filter itself) run on the decoded image.
+    The anchor is the stage-1 network the model was trained from where its anchor.pt
+    is at hand, else the model's own networks without quantisation (--anchor model).
     ATC: tamc at every quality, each task charged the bytes of the header and the
     layers it needs. Reported per task: loss and metric against bpp, the bpp at which
     each codec reaches 1.15 x the anchor's loss, and BD-rates (docs/BENCH.md).

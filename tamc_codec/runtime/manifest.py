@@ -65,6 +65,25 @@ def read_manifest(folder: str | Path) -> dict:
     return m
 
 
+REFERENCE_SCHEMA = "tamc.reference/1"
+REFERENCE = "reference.json"
+
+
+def read_reference(folder: str | Path, model_id_: str) -> dict | None:
+    """The model's reference.json (CONTRACT.md, Models) when it belongs to this model, else None:
+    a reference written for another export of the folder must not normalise this one's losses."""
+    try:
+        ref = json.loads((Path(folder) / REFERENCE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if not isinstance(ref, dict) or ref.get("schema") != REFERENCE_SCHEMA or ref.get("model_id") != model_id_:
+        return None
+    trivial = ref.get("trivial_loss")
+    if not isinstance(trivial, dict) or not all(isinstance(v, (int, float)) and v > 0 for v in trivial.values()):
+        return None
+    return ref
+
+
 def file_sha256(path: Path) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as fh:

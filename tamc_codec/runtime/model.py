@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import TamcModelError
-from .manifest import DEFAULT_PARENT_INPUT, file_sha256, read_manifest, scene_factor
+from .manifest import DEFAULT_PARENT_INPUT, file_sha256, read_manifest, read_reference, scene_factor
 
 #: Where models are looked up by id or name, after the shipped ones (docs/MODEL.md).
 MODEL_PATH_ENV = "TAMC_MODEL_PATH"
@@ -113,6 +113,13 @@ class RuntimeModel:
         sess = self.session(spec["file"], threads)
         feed = {name: np.ascontiguousarray(inputs[name], dtype=np.float32) for name in spec["inputs"]}
         return sess.run(spec["outputs"], feed)
+
+    @cached_property
+    def trivial_loss(self) -> dict[str, float]:
+        """Each task's trivial-predictor loss from reference.json, the unit of "loss / trivial";
+        empty when the folder has none for this model."""
+        ref = read_reference(self.folder, self.id)
+        return {t: float(v) for t, v in ref["trivial_loss"].items()} if ref else {}
 
     @cached_property
     def tables(self) -> dict[str, np.ndarray]:

@@ -22,7 +22,7 @@ import torch.nn as nn
 
 from ..atomic import atomic_write_bytes
 from ..contract import SCENE_TASKS, TASKS, group_tasks
-from ..runtime.manifest import DEFAULT_PARENT_INPUT, MODEL_SCHEMA, model_id
+from ..runtime.manifest import DEFAULT_PARENT_INPUT, MODEL_SCHEMA, REFERENCE, REFERENCE_SCHEMA, model_id
 from ..tasks.registry import TASK_SPECS
 from .stage2 import CodecModel, load_codec_model
 
@@ -219,6 +219,10 @@ def export_model(codec_pt: str | Path, out_dir: str | Path, *, name: str, proven
         manifest["scene_scale"] = {"size": int(scene_size), "groups": scene_groups}
     manifest["model_id"] = model_id(manifest)
     atomic_write_bytes(out / "manifest.json", (json.dumps(manifest, indent=2) + "\n").encode())
+    reference = {"schema": REFERENCE_SCHEMA, "model_id": manifest["model_id"],
+                 "trivial_loss": {t: float(state["trivial"][t]) for t in manifest["tasks"] if t in state["trivial"]},
+                 "source": f"{Path(codec_pt).as_posix()} (stage 2's trivial losses, from its stage-1 anchor)"}
+    atomic_write_bytes(out / REFERENCE, (json.dumps(reference, indent=2) + "\n").encode())
     for fname in previous - set(files):
         # graphs of the model this export replaces (e.g. a group no longer coded); files no
         # manifest listed, such as the model card, are the user's and stay
