@@ -31,7 +31,7 @@ from tamc_codec import codec
 from tamc_codec.bitstream import TamcReader
 from tamc_codec.data.torch_dataset import MultiTaskDataset
 from tamc_codec.tasks.losses import task_loss
-from tamc_codec.bench.evaluate import Anchor, ModelAnchor
+from tamc_codec.bench.evaluate import Anchor, ModelAnchor, tamc_predictions
 from tamc_codec.train.stage1 import TaskMetrics
 
 
@@ -76,8 +76,8 @@ def main() -> None:
                 for t in tasks:
                     need = r.layers_for_task(t)
                     per_q[q]["bits_task"][t] += 8 * (r.header_size + sum(r.layers[k].length for k in need))
-            for t in tasks:
-                pred = torch.from_numpy(codec.task_prediction(rt, t, enc.latents[rt.serving[t]], *img.shape[:2]))[None]
+            for t, pred in tamc_predictions(rt, enc, tasks).items():
+                pred = torch.from_numpy(pred)[None]
                 per_q[q]["loss"][t] += float(task_loss(t, pred, s[t][None]))
                 per_q[q]["met"][t].update(pred, s[t][None])
         print(f"\rimage {i + 1}/{n}", end="", flush=True)

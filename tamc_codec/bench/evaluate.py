@@ -118,7 +118,44 @@ def _pad(img: np.ndarray, multiple: int) -> np.ndarray:
     return np.pad(img, ((0, ph), (0, pw), (0, 0)), mode="edge") if ph or pw else img
 
 
-class Anchor:
+class _GroupAnchor:
+    """What both anchors do alike: pad the picture as the codec does, analyse each group that
+    serves a task once, at the scale the codec analyses it (CONTRACT.md, scene scale), and bring
+    each task's prediction back to the picture's size. Subclasses say how a group is analysed
+    and how a task is decoded."""
+
+    tasks: list[str]
+    groups: list[str]
+    serving: dict[str, str]
+
+    def _factor(self, group: str, h: int, w: int) -> int:
+        raise NotImplementedError
+
+    def _pad_multiple(self, h: int, w: int) -> int:
+        raise NotImplementedError
+
+    def _latent(self, group: str, x: np.ndarray):
+        raise NotImplementedError
+
+    def _decode(self, group: str, task: str, latent) -> np.ndarray:
+        raise NotImplementedError
+
+    def predict(self, image: np.ndarray) -> dict[str, np.ndarray]:
+        from ..codec import downsample, upsample
+
+        h, w = image.shape[:2]
+        x = (_pad(image, self._pad_multiple(h, w)).astype(np.float32) / 255.0).transpose(2, 0, 1)[None]
+        out = {}
+        for g in self.groups:
+            f = self._factor(g, h, w)
+            latent = self._latent(g, downsample(x, f))
+            for t in self.tasks:
+                if self.serving[t] == g:
+                    out[t] = upsample(self._decode(g, t, latent), f)[:, :h, :w]
+        return {t: out[t] for t in self.tasks}
+
+
+class Anchor(_GroupAnchor):
     """The stage-1 network as a task model on any image (the CTA receivers' analysis).
 
     With `scale_of` (an exported model, runtime.model.RuntimeModel) each group analyses the
@@ -139,31 +176,27 @@ class Anchor:
         if missing:
             raise TamcInputError(f"the anchor {self.path} has no decoder for {', '.join(missing)}")
         self.tasks = list(tasks)
-        self.groups = [g for g in self.model.groups if g in {self.model.serving[t] for t in tasks}]
+        self.serving = self.model.serving
+        self.groups = [g for g in self.model.groups if g in {self.serving[t] for t in tasks}]
         self.scale_of = scale_of
 
     def _factor(self, group: str, h: int, w: int) -> int:
         return 1 if self.scale_of is None else self.scale_of.factor(group, h, w)
 
-    def predict(self, image: np.ndarray) -> dict[str, np.ndarray]:
+    def _pad_multiple(self, h: int, w: int) -> int:
+        return PAD_MULTIPLE if self.scale_of is None else self.scale_of.pad_multiple(h, w)
+
+    def _latent(self, group: str, x: np.ndarray):
         import torch
-        import torch.nn.functional as F
 
-        from ..codec import upsample
-
-        h, w = image.shape[:2]
-        multiple = PAD_MULTIPLE if self.scale_of is None else self.scale_of.pad_multiple(h, w)
-        x = torch.from_numpy(_pad(image, multiple).astype(np.float32) / 255.0).permute(2, 0, 1)[None]
-        out = {}
         with torch.no_grad():
-            for g in self.groups:
-                f = self._factor(g, h, w)
-                latent = self.model.encode(F.avg_pool2d(x, f) if f > 1 else x, [g])[g]
-                for t in self.tasks:
-                    if self.model.serving[t] == g:
-                        pred = self.model.decode(g, t, latent)[0].float().numpy()
-                        out[t] = upsample(pred, f)[:, :h, :w]
-        return {t: out[t] for t in self.tasks}
+            return self.model.encode(torch.from_numpy(x), [group])[group]
+
+    def _decode(self, group: str, task: str, latent) -> np.ndarray:
+        import torch
+
+        with torch.no_grad():
+            return self.model.decode(group, task, latent)[0].float().numpy()
 
     def provenance(self) -> dict:
         from ..runtime.manifest import file_sha256
@@ -172,7 +205,7 @@ class Anchor:
                 "groups": self.model.groups, "serving": self.model.serving, "trivial_loss": self.trivial}
 
 
-class ModelAnchor:
+class ModelAnchor(_GroupAnchor):
     """An exported model's own networks without the coding, as a task model on any image: each
     serving group's analysis at the codec's scale, its latent unquantised (the limit of ever
     finer quantisation), the serving decoders. Needs nothing beyond the model folder, so `tamc
@@ -185,22 +218,25 @@ class ModelAnchor:
             raise TamcInputError(f"model {rt.folder} does not serve {', '.join(missing)}")
         self.rt = rt
         self.tasks = list(tasks)
+        self.serving = rt.serving
         self.groups = [g for g in rt.groups if g in {rt.serving[t] for t in tasks}]
         self.trivial = dict(rt.trivial_loss)
 
-    def predict(self, image: np.ndarray) -> dict[str, np.ndarray]:
-        from ..codec import WORK_THREADS, downsample, task_prediction
+    def _factor(self, group: str, h: int, w: int) -> int:
+        return self.rt.factor(group, h, w)
 
-        rt = self.rt
-        h, w = image.shape[:2]
-        x = (_pad(image, rt.pad_multiple(h, w)).astype(np.float32) / 255.0).transpose(2, 0, 1)[None]
-        out = {}
-        for g in self.groups:
-            latent = rt.run(g, "analysis", WORK_THREADS, image=downsample(x, rt.factor(g, h, w)))[0]
-            for t in self.tasks:
-                if rt.serving[t] == g:
-                    out[t] = task_prediction(rt, t, latent, h, w)
-        return out
+    def _pad_multiple(self, h: int, w: int) -> int:
+        return self.rt.pad_multiple(h, w)
+
+    def _latent(self, group: str, x: np.ndarray) -> np.ndarray:
+        from ..codec import WORK_THREADS
+
+        return self.rt.run(group, "analysis", WORK_THREADS, image=x)[0]
+
+    def _decode(self, group: str, task: str, latent: np.ndarray) -> np.ndarray:
+        from ..codec import WORK_THREADS
+
+        return self.rt.run(None, task, WORK_THREADS, y=latent)[0][0]
 
     def provenance(self) -> dict:
         return {"kind": "model", "path": str(self.rt.folder), "model_id": self.rt.id, "groups": self.rt.groups,

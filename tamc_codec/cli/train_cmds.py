@@ -8,7 +8,7 @@ import click
 from ..errors import TamcInputError
 from ..runtime.manifest import DEFAULT_PARENT_INPUT, PARENT_INPUTS
 from ..nets import NORMS
-from ..train import DEFAULT_GAIN_RANGE, DEFAULT_LAMBDAS, PRECISIONS, VIEWS
+from ..train import DEFAULT_GAIN_RANGE, DEFAULT_LAMBDAS, DEFAULT_SCENE_SIZE, PRECISIONS, VIEWS
 
 
 def _groups_from(grouping: str | None, groups: str | None) -> tuple[list[str], dict | None]:
@@ -211,7 +211,7 @@ def stage2(anchor, dag_file, data, val, out, lambdas, gain_range, steps_entropy,
 @click.option("--lowest-blend", type=float, default=0.0, show_default=True,
               help="Move quality 1's gains this fraction of the way (log scale) to quality 2's: for a "
                    "lowest trained quality that is worse than useless (docs/MODEL.md). 0 keeps q1 as trained.")
-@click.option("--scene-size", type=int, default=256, show_default=True,
+@click.option("--scene-size", type=int, default=DEFAULT_SCENE_SIZE, show_default=True,
               help="Side of the training scenes: a group serving only seg, depth or normal analyses a larger "
                    "picture downsampled towards it (docs/MODEL.md, scene scale).")
 @click.option("--no-scene-scale", is_flag=True, help="Every group analyses pictures at full size.")

@@ -11,3 +11,6 @@ DEFAULT_LAMBDAS = (0.01, 0.1, 0.6, 2.5, 32.0)
 
 #: Stage2Config.gain_range: starting quantisation step of quality 1 and Q, as std / value.
 DEFAULT_GAIN_RANGE = (0.2, 12.0)
+
+#: export's scene size: side of the generated training scenes (bin/train-default renders them at 256²).
+DEFAULT_SCENE_SIZE = 256

@@ -24,11 +24,10 @@ from ..atomic import atomic_write_bytes
 from ..contract import SCENE_TASKS, TASKS, group_tasks
 from ..runtime.manifest import DEFAULT_PARENT_INPUT, MODEL_SCHEMA, REFERENCE, REFERENCE_SCHEMA, model_id
 from ..tasks.registry import TASK_SPECS
+from . import DEFAULT_SCENE_SIZE
 from .stage2 import CodecModel, load_codec_model
 
 PAD_MULTIPLE = 64  # latent stride 16 x hyper-latent stride 4
-#: side of the generated training scenes (bin/train-default renders them at 256²)
-DEFAULT_SCENE_SIZE = 256
 OPSET = 17
 
 
