@@ -110,7 +110,8 @@ def _parent_context(model: RuntimeModel, y_hat: np.ndarray, dequantised: np.ndar
 
 
 def downsample(x: np.ndarray, f: int) -> np.ndarray:
-    """Area downsampling by f of (N, C, H, W), H and W multiples of f (encoder side only)."""
+    """Area downsampling by f of (N, C, H, W), H and W multiples of f: pictures on the encoder
+    side, latents that a decoder reads at scene scale (never entropy-coding inputs)."""
     if f == 1:
         return x
     n, c, h, w = x.shape
@@ -153,10 +154,11 @@ def upsample(pred: np.ndarray, f: int) -> np.ndarray:
 
 def task_prediction(model: RuntimeModel, task: str, latent: np.ndarray, height: int, width: int) -> np.ndarray:
     """The serving decoder's output (C, height, width), normalised units, from its group's latent:
-    upsampled back to the picture where the group works at scene scale."""
+    read and predicted at the task's scale, upsampled back to the picture (CONTRACT.md, scene scale)."""
+    f = model.task_factor(task, height, width)
+    latent = downsample(latent, f // model.factor(model.serving[task], height, width))
     pred = model.run(None, task, WORK_THREADS, y=latent)[0][0]
-    pred = upsample(pred, model.factor(model.serving[task], height, width))
-    return pred[:, :height, :width]
+    return upsample(pred, f)[:, :height, :width]
 
 
 def _params(model: RuntimeModel, g: str, part: str, psi: np.ndarray, parent: np.ndarray | None,
@@ -258,7 +260,7 @@ def decode_task(source: bytes | str | Path, task: str, model: str | RuntimeModel
     with TamcReader(source) as reader:
         hdr = reader.header
         rt = model if isinstance(model, RuntimeModel) else load_model(model, model_id=hdr.model_id_hex)
-        if rt.id != hdr.model_id_hex:
+        if hdr.model_id_hex not in rt.reads:
             raise TamcModelError(f"the file was made by model {hdr.model_id_hex}, not by {rt.id} ({rt.folder})")
         available = sorted({t for e in reader.layers for t in mask_tasks(e.tasks)}, key=TASKS.index)
         if task not in available:

@@ -78,3 +78,24 @@ def _amplify_latents(codec_pt: Path, factor: float) -> None:
         elif k.startswith("base.decoders.") and k.endswith("net.0.weight"):
             sd[k] = sd[k] / factor
     torch.save(state, codec_pt)
+
+
+def with_scene_scale(model: Path, folder: Path, groups: list[str], size: int, tasks: tuple[str, ...] = (),
+                     keep_reference: bool = True) -> Path:
+    """A copy of an exported model whose manifest puts `groups` (analysis) and `tasks` (decoding)
+    at scene scale `size`; its reference.json follows the new model id if `keep_reference`, else
+    it is left stale (naming the source's id)."""
+    import shutil
+
+    from tamc_codec.runtime.manifest import REFERENCE, model_id
+
+    shutil.copytree(model, folder)
+    m = json.loads((folder / "manifest.json").read_text())
+    m["scene_scale"] = {"size": size, "groups": list(groups), **({"tasks": list(tasks)} if tasks else {})}
+    m["model_id"] = model_id(m)
+    (folder / "manifest.json").write_text(json.dumps(m))
+    ref_path = folder / REFERENCE
+    if keep_reference and ref_path.exists():
+        ref = json.loads(ref_path.read_text())
+        ref_path.write_text(json.dumps({**ref, "model_id": m["model_id"]}))
+    return folder

@@ -91,7 +91,7 @@ def test_card_names_the_gpu_that_trained_stage1(tmp_path):
            "80GB HBM3 GPU)" in text
     assert "- Hardware: stage 1 on NVIDIA H100 80GB HBM3 GPU, the other stages on the" in text
     assert "Reproduce: `DEVICE=cuda WORKERS=0 BATCH1=32 STEPS1=6000 SHARED_WARMUP=0 STEPS1B=0 LOWEST_BLEND=0 " \
-           "bin/train-default`" in text
+           "STEPS3=0 bin/train-default`" in text
     # a record from before `hardware` was written still says where it ran
     del s1["hardware"]
     (run / "stage1" / "stage1.json").write_text(json.dumps(s1))
@@ -121,18 +121,18 @@ def test_card_states_stage1b_and_its_larger_scenes(tmp_path):
     assert "the other stages (stage 1b included) on the" in text
     # the recipe's defaults for stage 1b are not repeated; the GPU stage 1's settings are
     assert "Reproduce: `DEVICE=cuda WORKERS=14 BATCH1=32 STEPS1=6000 SHARED_WARMUP=1300 LOWEST_BLEND=0 " \
-           "bin/train-default`" in text
+           "STEPS3=0 bin/train-default`" in text
     s1b["steps"], s1b["config"]["lr"] = 2000, 0.001
     (run / "stage1b" / "stage1.json").write_text(json.dumps(s1b))
     text = write_card(run, model, _quality(tmp_path / "q.json"))
-    assert "SHARED_WARMUP=1300 STEPS1B=2000 LR1B=0.001 LOWEST_BLEND=0 bin" in text
+    assert "SHARED_WARMUP=1300 STEPS1B=2000 LR1B=0.001 LOWEST_BLEND=0 STEPS3=0 bin" in text
     # larger crops of the larger scenes, fewer per batch: said, and named in the recipe
     s1b["config"]["large_crop"] = 256
     s1b["large_data"].update({"crop": 256, "batch": 2})
     (run / "stage1b" / "stage1.json").write_text(json.dumps(s1b))
     text = write_card(run, model, _quality(tmp_path / "q.json"))
     assert "and 256² crops of the larger scenes (every third batch, 2 per batch)" in text
-    assert "LR1B=0.001 LARGE_CROP=256 LOWEST_BLEND=0 bin" in text
+    assert "LR1B=0.001 LARGE_CROP=256 LOWEST_BLEND=0 STEPS3=0 bin" in text
 
 
 def test_card_states_which_groups_work_at_scene_scale(tmp_path):
@@ -146,3 +146,24 @@ def test_card_states_which_groups_work_at_scene_scale(tmp_path):
     text = write_card(run, model, _quality(tmp_path / "q.json"))
     assert "- Scene scale: the groups serving only seg, depth or normal (`a`) analyse a picture downsampled" in text
     assert "nearest to 256 px" in text
+
+
+def test_card_states_stage3_with_its_validation_before_and_after(tmp_path):
+    model = _model(tmp_path / "model")
+    run = tmp_path / "run"
+    (run / "decoders").mkdir(parents=True)
+    by = {"source": {"val q3": {"seg": 0.46}, "val q5": {"seg": 0.45}, "val512 q3": {"seg": 0.75}, "val512 q5": {"seg": 0.73}},
+          0: {"val q3": {"seg": 0.5}, "val q5": {"seg": 0.5}, "val512 q3": {"seg": 0.9}, "val512 q5": {"seg": 0.86}},
+          500: {"val q3": {"seg": 0.42}, "val q5": {"seg": 0.41}, "val512 q3": {"seg": 0.48}, "val512 q5": {"seg": 0.47}}}
+    s3 = {"config": {"steps": 500, "lr": 3e-4}, "seconds": 600.0, "scene_tasks": ["seg"], "scene_size": 256,
+          "sources": [{"scenes": 4000, "size": 256}, {"scenes": 1200, "size": 512}],
+          "val": [{"scenes": 200, "size": 256}, {"scenes": 50, "size": 512}], "val_qualities": [3, 5],
+          "history": [{"step": k, "val": {}, "by_source": v} for k, v in by.items()],
+          "before": {"seg": 0.6}, "after": {"seg": 0.445}, "best_step": {"seg": 500}}
+    (run / "decoders" / "decoders.json").write_text(json.dumps(s3))
+    text = write_card(run, model, _quality(tmp_path / "q.json"))
+    assert "seg decoders fitted for 500 steps, lr 0.0003, to the latents its own codec decodes from whole " \
+           "training scenes (4000 at 256² and 1200 at 512²" in text
+    assert "seg decoded at scene scale" in text
+    assert "seg 0.600 → 0.445 (val 0.450 → 0.410; val512 0.730 → 0.470 at the highest quality)" in text
+    assert "STEPS3=500 bin/train-default" in text

@@ -220,19 +220,10 @@ def test_unknown_parent_input_is_a_model_error(tiny_model, tmp_path):
         codec.load_model(str(folder))
 
 
-def _with_scene_scale(tiny_model, folder, groups, size):
-    """A copy of the tiny model whose manifest puts `groups` at scene scale `size`."""
-    import json
-    import shutil
+def _with_scene_scale(tiny_model, folder, groups, size, tasks=(), keep_reference=True):
+    from model_fixture import with_scene_scale
 
-    from tamc_codec.runtime.manifest import model_id
-
-    shutil.copytree(tiny_model, folder)
-    m = json.loads((folder / "manifest.json").read_text())
-    m["scene_scale"] = {"size": size, "groups": groups}
-    m["model_id"] = model_id(m)
-    (folder / "manifest.json").write_text(json.dumps(m))
-    return codec.load_model(str(folder))
+    return codec.load_model(str(with_scene_scale(tiny_model, folder, groups, size, tasks, keep_reference)))
 
 
 @pytest.mark.parametrize("scaled", ["seg+depth+normal", "depth+edge"])
@@ -256,6 +247,47 @@ def test_scene_scale_groups_code_a_smaller_picture_bit_exactly(tiny_model, image
         pred = codec.task_prediction(rt, task, enc.latents[rt.serving[task]], 80, 90)
         assert pred.shape[-2:] == (80, 90)
         np.testing.assert_array_equal(d.output, codec._raw_output(task, pred, rt))
+
+
+def test_tasks_decoded_at_scene_scale_read_the_pooled_latent_and_code_the_same_bits(tiny_model, image, tmp_path):
+    """depth is served by a full-size group; decoded at scene scale its decoder reads that group's
+    latent as 2 x 2 block means and its output is upsampled by 2. The layers are the bits the
+    same model writes without it (padding aside, which both share here)."""
+    groups = ["seg+depth+normal"]
+    plain = _with_scene_scale(tiny_model, tmp_path / "plain", groups, 45)
+    rt = _with_scene_scale(tiny_model, tmp_path / "m", groups, 45, tasks=["depth"])
+    g = rt.serving["depth"]
+    assert rt.factor(g, 80, 90) == 1 and rt.task_factor("depth", 80, 90) == 2
+    assert rt.task_factor("edge", 80, 90) == 1 and rt.pad_multiple(80, 90) == plain.pad_multiple(80, 90)
+    enc = codec.encode_image(image, "all", rt.qualities, rt)
+    ref = codec.encode_image(image, "all", rt.qualities, plain)
+    assert [e["bytes"] for e in enc.layers] == [e["bytes"] for e in ref.layers]
+    latent = enc.latents[g]
+    pooled = latent.reshape(*latent.shape[:2], latent.shape[2] // 2, 2, latent.shape[3] // 2, 2).mean(axis=(3, 5))
+    expected = codec.upsample(rt.run(None, "depth", 0, y=pooled)[0][0], 2)[:, :80, :90]
+    np.testing.assert_allclose(codec.task_prediction(rt, "depth", latent, 80, 90), expected, rtol=1e-6, atol=1e-6)
+    d = codec.decode_task(enc.data, "depth", rt)
+    np.testing.assert_array_equal(d.output, codec._raw_output("depth", expected, rt))
+    assert not np.array_equal(d.output, codec.decode_task(ref.data, "depth", plain).output)
+    # edge comes from the same group at full size, as before
+    np.testing.assert_array_equal(codec.decode_task(enc.data, "edge", rt).output,
+                                  codec.decode_task(ref.data, "edge", plain).output)
+
+
+def test_a_manifest_cannot_decode_a_task_it_does_not_serve_at_scene_scale(tiny_model, tmp_path):
+    import json
+
+    from tamc_codec.runtime.manifest import model_id
+
+    _with_scene_scale(tiny_model, tmp_path / "m", [], 45, tasks=["depth"])
+    m = json.loads((tmp_path / "m" / "manifest.json").read_text())
+    m["scene_scale"]["tasks"] = ["depth", "segment_semantic"]
+    m["model_id"] = model_id(m)
+    (tmp_path / "m" / "manifest.json").write_text(json.dumps(m))
+    from tamc_codec.runtime.model import RuntimeModel
+
+    with pytest.raises(TamcModelError, match="scene_scale"):
+        RuntimeModel(tmp_path / "m")
 
 
 def test_scene_factor_picks_the_nearest_power_of_two():
@@ -314,6 +346,6 @@ def test_export_writes_the_trivial_losses_for_its_own_model_only(tiny_model, tmp
     assert ref["schema"] == "tamc.reference/1" and ref["model_id"] == rt.id
     assert rt.trivial_loss == pytest.approx({t: float(trivial[t]) for t in rt.serving})
     assert "reference.json" not in rt.manifest["files"]  # outside the model's identity, like the card
-    other = _with_scene_scale(tiny_model, tmp_path / "m", ["depth+edge"], 45)
+    other = _with_scene_scale(tiny_model, tmp_path / "m", ["depth+edge"], 45, keep_reference=False)
     assert (other.folder / "reference.json").exists() and other.id != rt.id
     assert other.trivial_loss == {}

@@ -30,7 +30,7 @@ def test_shipped_model_round_trips_every_task(image):
         for t in TASKS:
             d = codec.decode_task(enc.data, t, str(MODEL))
             assert d.output.shape[:2] == image.shape[:2]
-            pred = rt.run(None, t, 0, y=enc.latents[rt.serving[t]])[0][0][:, :200, :264]
+            pred = codec.task_prediction(rt, t, enc.latents[rt.serving[t]], 200, 264)
             np.testing.assert_array_equal(d.output, codec._raw_output(t, pred, rt))
     assert sizes[0] < sizes[1]
 
@@ -41,3 +41,17 @@ def test_shipped_model_carries_its_own_trivial_losses():
     rt = codec.load_model(str(MODEL))
     assert set(rt.trivial_loss) == set(rt.serving)
     assert all(v > 0 for v in rt.trivial_loss.values())
+
+
+def test_shipped_model_decodes_scene_tasks_of_a_large_picture_at_scene_scale():
+    """The 512² sample: seg's group analyses it at full size, its decoder reads the latent pooled
+    to the 256² training scenes' grid (CONTRACT.md, scene scale), and the file decodes to that."""
+    from PIL import Image
+
+    image = np.asarray(Image.open(SAMPLE).convert("RGB"))
+    rt = codec.load_model(str(MODEL))
+    h, w = image.shape[:2]
+    assert rt.factor(rt.serving["seg"], h, w) == 1 and rt.task_factor("seg", h, w) == 2
+    enc = codec.encode_image(image, "seg", rt.qualities, rt)
+    pred = codec.task_prediction(rt, "seg", enc.latents[rt.serving["seg"]], h, w)
+    np.testing.assert_array_equal(codec.decode_task(enc.data, "seg", rt).output, codec._raw_output("seg", pred, rt))

@@ -131,6 +131,10 @@ class _GroupAnchor:
     def _factor(self, group: str, h: int, w: int) -> int:
         raise NotImplementedError
 
+    def _task_factor(self, task: str, h: int, w: int) -> int:
+        """The scale a task is decoded at (CONTRACT.md, scene scale); by default its group's."""
+        return self._factor(self.serving[task], h, w)
+
     def _pad_multiple(self, h: int, w: int) -> int:
         raise NotImplementedError
 
@@ -151,7 +155,8 @@ class _GroupAnchor:
             latent = self._latent(g, downsample(x, f))
             for t in self.tasks:
                 if self.serving[t] == g:
-                    out[t] = upsample(self._decode(g, t, latent), f)[:, :h, :w]
+                    ft = self._task_factor(t, h, w)
+                    out[t] = upsample(self._decode(g, t, downsample(latent, ft // f)), ft)[:, :h, :w]
         return {t: out[t] for t in self.tasks}
 
 
@@ -224,6 +229,9 @@ class ModelAnchor(_GroupAnchor):
 
     def _factor(self, group: str, h: int, w: int) -> int:
         return self.rt.factor(group, h, w)
+
+    def _task_factor(self, task: str, h: int, w: int) -> int:
+        return self.rt.task_factor(task, h, w)
 
     def _pad_multiple(self, h: int, w: int) -> int:
         return self.rt.pad_multiple(h, w)

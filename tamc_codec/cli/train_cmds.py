@@ -200,6 +200,77 @@ def stage2(anchor, dag_file, data, val, out, lambdas, gain_range, steps_entropy,
                 f"{t} {v['normalised']:.3f}" for t, v in r["tasks"].items()))
 
 
+@train.command()
+@click.option("--model", "-m", required=True, type=click.Path(file_okay=False),
+              help="Exported model folder whose decoders to fit (read only).")
+@click.option("--data", required=True, multiple=True, type=click.Path(),
+              help="Training data folder; repeat for several sizes (e.g. data/train and data/train512).")
+@click.option("--val", required=True, multiple=True, type=click.Path(),
+              help="Validation data folder (picks each decoder's best step by the mean over folders); "
+                   "repeatable, e.g. data/val and data/val512.")
+@click.option("--out", "-o", required=True, type=click.Path(file_okay=False),
+              help="Run folder: latent caches, checkpoint.pt, decoders.json.")
+@click.option("--export", "export_to", type=click.Path(file_okay=False), default=None,
+              help="Write the model with the fitted decoders to this folder (not the source's).")
+@click.option("--tasks", default="seg,depth,normal", show_default=True,
+              help="Decoders to fit, or 'all'. The default is the scene tasks, whose decoders the picture's "
+                   "scale affects; edge, keypoint and rgb are defined on the pixels (docs/TRAINING.md, stage 3).")
+@click.option("--steps", type=int, default=2000, show_default=True)
+@click.option("--batch-pixels", type=int, default=8 * 256 * 256, show_default=True,
+              help="Pixels per step: whole scenes, as many as fit (8 at 256², 2 at 512²).")
+@click.option("--lr", type=float, default=3e-4, show_default=True)
+@click.option("--precision", type=click.Choice(PRECISIONS), default="bf16", show_default=True,
+              help="Training passes in float32, or under bfloat16 autocast (validation is float32).")
+@click.option("--scene-decoding/--no-scene-decoding", default=True, show_default=True,
+              help="Decode the fitted scene tasks (seg, depth, normal) at scene scale: their decoders read the "
+                   "latent pooled to the training scenes' scale (CONTRACT.md, scene scale).")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--eval-every", type=int, default=500, show_default=True)
+@click.option("--limit", type=int, default=None, help="Use the first N scenes of each --data folder.")
+@click.option("--val-limit", type=int, default=None, help="Validate on the first N images only.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
+def decoders(model, data, val, out, export_to, tasks, steps, batch_pixels, lr, precision, scene_decoding, seed,
+             eval_every, limit, val_limit, quiet) -> None:
+    """Stage 3: fit an exported model's task decoders to the latents its codec decodes.
+
+    Each training scene is coded whole by the model itself, at a random quality, and the
+    decoders learn from those latents: what `tamc decode` gives them, which stages 1 and 2
+    (crops, simulated quantisation) never show. Scene tasks are decoded at scene scale (their
+    group's latent pooled to the training scenes' scale) unless --no-scene-decoding. Encoders
+    and entropy models are untouched, so files keep their sizes; each decoder keeps its best
+    step on the validation folders (docs/TRAINING.md, stage 3).
+
+    \b
+    Writes to OUT:
+      latents_*.npz   the scenes' decoded latents (reused by a resumed run)
+      checkpoint.pt   resumable state
+      decoders.json   settings, time, validation loss / trivial before and after
+    """
+    from ..contract import TASKS, parse_task_list
+    from ..train.decoders import DecoderStageConfig, train_decoders
+
+    import os
+
+    if export_to and os.path.realpath(export_to) == os.path.realpath(model):
+        raise TamcInputError("--export must be another folder than --model: the source model stays as it is")
+    names = [] if tasks == "all" else parse_task_list(tasks)
+    cfg = DecoderStageConfig(model=model, data=list(data), val=list(val), out=out, tasks=names, steps=steps,
+                             batch_pixels=batch_pixels, lr=lr, precision=precision, scene_decoding=scene_decoding,
+                             seed=seed, eval_every=eval_every, limit=limit, val_limit=val_limit)
+    rec, fitted = train_decoders(cfg, progress=not quiet, log=lambda m: click.echo(m, err=True))
+    for t in TASKS:
+        if t in rec["after"]:
+            click.echo(f"  {t:9s} loss/trivial {rec['before'][t]:.3f} -> {rec['after'][t]:.3f} "
+                       f"(step {rec['best_step'][t]})")
+    if export_to:
+        from ..train.export import replace_decoders
+
+        summary = {"run": out, "steps": steps, "data": list(data), "val": list(val), "scene_tasks": rec["scene_tasks"],
+                   "val_loss_over_trivial": {"before": rec["before"], "after": rec["after"]}}
+        m = replace_decoders(model, export_to, fitted, record=summary, scene_tasks=rec["scene_tasks"])
+        click.echo(f"exported model {m['model_id']} to {export_to}")
+
+
 @click.command()
 @click.argument("codec_pt", type=click.Path())
 @click.option("--out", "-o", required=True, type=click.Path(file_okay=False), help="Model folder to write.")

@@ -54,10 +54,13 @@ def read_manifest(folder: str | Path) -> dict:
                 raise ValueError(f"parent {p} of {g} comes after it")
         if m.get("parent_input", DEFAULT_PARENT_INPUT) not in PARENT_INPUTS:
             raise ValueError(f"unknown parent_input {m['parent_input']!r}")
+        if not all(isinstance(i, str) and len(i) == 32 for i in m.get("same_coding_as", [])):
+            raise ValueError("same_coding_as lists model ids (32 hex digits)")
         if "scene_scale" in m:
             sc = m["scene_scale"]
-            if not (isinstance(sc["size"], int) and sc["size"] > 0 and set(sc["groups"]) <= set(m["groups"])):
-                raise ValueError("scene_scale needs a positive integer size and groups of the model")
+            if not (isinstance(sc["size"], int) and sc["size"] > 0 and set(sc["groups"]) <= set(m["groups"])
+                    and set(sc.get("tasks", ())) <= set(m["serving"])):
+                raise ValueError("scene_scale needs a positive integer size, groups of the model and tasks it serves")
     except (KeyError, ValueError, TypeError) as exc:
         raise TamcModelError(f"{path}: inconsistent manifest ({exc})") from None
     if m.get("model_id") != model_id(m):

@@ -42,12 +42,19 @@ def find_model(name_or_dir: str | None = None, model_id: str | None = None) -> P
     candidates = [d for root in search_path() if root.is_dir() for d in sorted(root.iterdir())
                   if (d / "manifest.json").exists()]
     if model_id is not None:
+        manifests = []
         for d in candidates:
             try:
-                if read_manifest(d)["model_id"] == model_id:
-                    return d
+                manifests.append((d, read_manifest(d)))
             except TamcModelError:
                 continue
+        # the model that wrote the file, else one that codes exactly as it did (CONTRACT.md, same coding)
+        for d, m in manifests:
+            if m["model_id"] == model_id:
+                return d
+        for d, m in manifests:
+            if model_id in m.get("same_coding_as", ()):
+                return d
         raise TamcModelError(f"the file was made by model {model_id}, which is not installed "
                              f"(searched {', '.join(str(r) for r in search_path())}; set {MODEL_PATH_ENV} or pass --model)")
     if not candidates:
@@ -73,7 +80,12 @@ class RuntimeModel:
         self.pad = int(self.manifest["padding_multiple"])
         scene = self.manifest.get("scene_scale") or {}
         self.scene_groups: frozenset[str] = frozenset(scene.get("groups", ()))
+        self.scene_tasks: frozenset[str] = frozenset(scene.get("tasks", ()))
         self.scene_size: int = int(scene.get("size", 0))
+        #: model ids whose files this model decodes bit-exactly (CONTRACT.md, same coding)
+        self.reads: frozenset[str] = frozenset([self.id, *self.manifest.get("same_coding_as", ())])
+        #: the first model that coded as this one does: equal ids, equal bits for every picture
+        self.coding_id: str = (self.manifest.get("same_coding_as") or [self.id])[0]
         self._sessions: dict[str, object] = {}
         self._verified: set[str] = set()
 
@@ -148,9 +160,20 @@ class RuntimeModel:
             return 1
         return scene_factor(self.scene_size, height, width)
 
+    def task_factor(self, task: str, height: int, width: int) -> int:
+        """How many times smaller than the picture `task`'s decoder reads its group's latent and
+        predicts (CONTRACT.md, scene scale): the scene factor for a task decoded at scene scale,
+        else its group's own factor."""
+        if task in self.scene_tasks:
+            return scene_factor(self.scene_size, height, width)
+        return self.factor(self.serving[task], height, width)
+
     def pad_multiple(self, height: int, width: int) -> int:
-        """The multiple a picture is padded to: every group's downsampled picture pads evenly."""
-        return self.pad * max([self.factor(g, height, width) for g in self.groups] + [1])
+        """The multiple a picture is padded to: every group's downsampled picture, and every
+        latent a decoder reads at scene scale, pads evenly."""
+        factors = [self.factor(g, height, width) for g in self.groups]
+        factors += [self.task_factor(t, height, width) for t in self.serving]
+        return self.pad * max(factors + [1])
 
     def needed_groups(self, tasks: list[str]) -> list[str]:
         """The groups serving `tasks` and all their DAG ancestors, in coding order."""

@@ -31,10 +31,10 @@ def _fmt(v) -> str:
 
 
 # bin/train-default's defaults for the settings the card may have to name
-_SCRIPT_DEFAULTS = {"STEPS1B": 3000, "LR1B": 5e-4, "DEVICE1B": "cpu", "LOWEST_BLEND": 0.75}
+_SCRIPT_DEFAULTS = {"STEPS1B": 3000, "LR1B": 5e-4, "DEVICE1B": "cpu", "LOWEST_BLEND": 0.75, "STEPS3": 2000}
 
 
-def _recipe_command(s1: dict, s1b: dict | None, manifest: dict) -> str:
+def _recipe_command(s1: dict, s1b: dict | None, s3: dict | None, manifest: dict) -> str:
     """bin/train-default with the settings that differ from its CPU defaults, read from the records."""
     c = s1.get("config", {})
     env: dict = {}
@@ -49,9 +49,36 @@ def _recipe_command(s1: dict, s1b: dict | None, manifest: dict) -> str:
         if cb.get("large_crop") not in (None, cb.get("crop")):
             env["LARGE_CROP"] = cb["large_crop"]
     env["LOWEST_BLEND"] = manifest["qualities"][0].get("gain_blend", 0)
+    env["STEPS3"] = s3["config"]["steps"] if s3 else 0
     env = {k: v for k, v in env.items() if k not in _SCRIPT_DEFAULTS or v != _SCRIPT_DEFAULTS[k]}
     return " ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in env.items()) \
         + (" " if env else "") + "bin/train-default"
+
+
+def _stage3_line(s3: dict) -> str:
+    c = s3["config"]
+    seen = " and ".join(f"{src['scenes']} at {src['size']}²" for src in s3["sources"])
+    val = " and ".join(f"{v['scenes']} at {v['size']}²" for v in s3.get("val", []))
+    by_source = {h["step"]: h["by_source"] for h in s3["history"]}
+    scene = s3.get("scene_tasks") or []
+    text = (f"- Stage 3: the exported model's {', '.join(s3['after'])} decoders fitted for {c['steps']} steps, "
+            f"lr {c['lr']:g}, to the latents its own codec decodes from whole training scenes ({seen}, each coded "
+            f"at a random quality); encoders, entropy models and so every coded bit untouched (`tamc train "
+            f"decoders`); {s3['seconds'] / 60:.1f} min.")
+    if scene:
+        text += (f" {', '.join(scene)} decoded at scene scale: on a picture larger than the {s3['scene_size']}² "
+                 f"training scenes the decoder reads its group's latent pooled to their scale.")
+    text += (f" Validation loss / trivial (validation scenes {val}, q{' and q'.join(map(str, s3['val_qualities']))}; "
+             "each decoder's best step) before → after: ")
+    parts = []
+    for t, v in s3["after"].items():
+        step = s3["best_step"][t]
+        top = f" q{max(s3['val_qualities'])}"
+        per = [f"{k.removesuffix(top)} {by_source['source'][k][t]:.3f} → {by_source[step][k][t]:.3f}"
+               for k in by_source.get("source", {}) if k.endswith(top)]
+        parts.append(f"{t} {s3['before'][t]:.3f} → {v:.3f}" + (f" ({'; '.join(per)} at the highest quality)"
+                                                                if per else ""))
+    return text + ", ".join(parts) + "."
 
 
 def write_card(run: Path, model: Path, quality_json: Path) -> str:
@@ -162,6 +189,9 @@ def write_card(run: Path, model: Path, quality_json: Path) -> str:
                      f"power of two that brings its longer side "
                      f"nearest to {scene['size']} px, the training scenes' side (a 512² picture: by 2); their outputs "
                      f"are upsampled back (`tamc export --scene-size`, docs/MODEL.md).")
+    s3 = _load(run / "decoders" / "decoders.json")
+    if s3:
+        lines.append(_stage3_line(s3))
     stage1_device = s1.get("config", {}).get("device", "cpu")
     if stage1_device == "cpu":
         lines.append(f"- Hardware: {platform.machine()} CPU, recorded by `bin/train-default`.")
@@ -176,12 +206,15 @@ def write_card(run: Path, model: Path, quality_json: Path) -> str:
                   "of the layers each task needs (header included):", "",
                   "| | all tasks bpp | " + " | ".join(tasks) + " |",
                   "|---|---|" + "---|" * len(tasks)]
-        lines.append("| anchor (uncompressed) | — | " + " | ".join(f"{q['anchor'][t]['normalised']:.3f}" for t in tasks) + " |")
+        anchor_row = ("the model's networks, latents unquantised" if q.get("anchor_source") == "model"
+                      else "anchor (uncompressed)")
+        lines.append(f"| {anchor_row} | — | " + " | ".join(f"{q['anchor'][t]['normalised']:.3f}" for t in tasks) + " |")
         for r in q["qualities"]:
             lines.append(f"| q{r['quality']} | {r['bpp_all']:.3f} | " + " | ".join(
                 f"{r['tasks'][t]['normalised']:.3f} @ {r['tasks'][t]['bpp']:.3f}" for t in tasks) + " |")
         top = q["qualities"][-1]["tasks"]
-        lines += ["", "Human metrics at the highest quality (anchor in brackets):", ""]
+        lines += ["", f"Human metrics at the highest quality ({anchor_row if q.get('anchor_source') == 'model' else 'anchor'}"
+                      " in brackets):", ""]
         for t in tasks:
             m = {k: v for k, v in top[t].items() if k not in ("bpp", "loss", "normalised", "vs_anchor")}
             a = {k: v for k, v in q["anchor"][t].items() if k not in ("loss", "normalised")}
@@ -207,8 +240,9 @@ def write_card(run: Path, model: Path, quality_json: Path) -> str:
     notes = run / "card_notes.md"
     if notes.exists():
         lines += ["", notes.read_text().strip()]
-    lines += ["", f"Reproduce: `{_recipe_command(s1, s1b, manifest)}` (see the repository README); numbers: "
-              "`python benchmarks/model_quality.py --model models/default`.", ""]
+    anchor_opt = " --anchor model" if q and q.get("anchor_source") == "model" else ""
+    lines += ["", f"Reproduce: `{_recipe_command(s1, s1b, s3, manifest)}` (see the repository README); numbers: "
+              f"`python benchmarks/model_quality.py --model models/default{anchor_opt}`.", ""]
     text = "\n".join(lines)
     atomic_write_bytes(model / "README.md", text.encode())
     return text

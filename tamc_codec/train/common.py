@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import random
 import subprocess
@@ -49,6 +50,16 @@ def init_distributed() -> Dist:
     if not dist.is_initialized():
         dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
     return Dist(dist.get_rank(), dist.get_world_size())
+
+
+def warmup_cosine_lr(lr: float, step: int, steps: int, warmup: int) -> float:
+    """Learning rate at `step` (0-based): linear warm-up over `warmup` steps, then a cosine
+    decay to 5 % of `lr` at `steps`. A function of the step alone, so a resumed run needs no
+    scheduler state."""
+    if step < warmup:
+        return lr * (step + 1) / warmup
+    progress = (step - warmup) / max(1, steps - warmup)
+    return lr * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress))))
 
 
 def cpu_state_dict(model: torch.nn.Module) -> dict[str, torch.Tensor]:

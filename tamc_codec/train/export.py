@@ -229,6 +229,62 @@ def export_model(codec_pt: str | Path, out_dir: str | Path, *, name: str, proven
     return manifest
 
 
+def replace_decoders(model_dir: str | Path, out_dir: str | Path, decoders: dict[str, nn.Module], *,
+                     name: str | None = None, record: dict | None = None,
+                     scene_tasks: list[str] | None = None) -> dict:
+    """Write a copy of an exported model with some task decoders replaced; returns its manifest.
+
+    Everything that codes (analysis, entropy graphs, tables) is copied byte for byte, so the new
+    model writes the same bits as the old one; only the decoders' files, what they read
+    (`scene_tasks`: the tasks decoded at scene scale, CONTRACT.md; None keeps the source's) and
+    with them the model id change. `record` goes into the manifest's provenance under "decoders".
+    """
+    from ..errors import TamcInputError
+    from ..runtime.manifest import read_manifest, read_reference
+
+    src, out = Path(model_dir), Path(out_dir)
+    if out.resolve() == src.resolve():
+        raise TamcInputError("write the new model to another folder than its source")
+    manifest = read_manifest(src)
+    unknown = [t for t in decoders if t not in manifest["decoders"]]
+    if unknown:
+        raise TamcInputError(f"{src}: the model has no decoder for {', '.join(unknown)}")
+    c = int(manifest["latent_channels"])
+    files = {f: (src / f).read_bytes() for f in manifest["files"]}
+    for t, module in decoders.items():
+        round_to_float16(module)
+        files[manifest["decoders"][t]["file"]] = _onnx_bytes(module, (torch.rand(1, c, 8, 8),), ["y"], ["pred"])
+    previous = _previous_files(out)
+    out.mkdir(parents=True, exist_ok=True)
+    for fname, data in files.items():
+        atomic_write_bytes(out / fname, data)
+    reference = read_reference(src, manifest["model_id"])
+    # the coding is the source's, byte for byte: its files (and its predecessors') decode here
+    same = [*manifest.get("same_coding_as", []), manifest["model_id"]]
+    manifest = {k: v for k, v in manifest.items() if k != "model_id"}
+    manifest["same_coding_as"] = same
+    manifest["name"] = name or out.name
+    manifest["provenance"] = {**manifest.get("provenance", {}), "decoders": record or {}}
+    if scene_tasks is not None:
+        scene = dict(manifest.get("scene_scale") or {"groups": []})
+        scene.setdefault("size", DEFAULT_SCENE_SIZE)  # stage 3's scale when the source had none
+        scene["tasks"] = sorted(scene_tasks, key=TASKS.index)
+        if not scene["tasks"]:
+            del scene["tasks"]
+        manifest["scene_scale"] = scene
+        if not scene["groups"] and not scene_tasks:
+            del manifest["scene_scale"]
+    manifest["files"] = {fname: hashlib.sha256(data).hexdigest() for fname, data in sorted(files.items())}
+    manifest["model_id"] = model_id(manifest)
+    atomic_write_bytes(out / "manifest.json", (json.dumps(manifest, indent=2) + "\n").encode())
+    if reference:
+        reference = {**reference, "model_id": manifest["model_id"]}
+        atomic_write_bytes(out / REFERENCE, (json.dumps(reference, indent=2) + "\n").encode())
+    for fname in previous - set(files):
+        (out / fname).unlink(missing_ok=True)
+    return manifest
+
+
 def _previous_files(folder: Path) -> set[str]:
     try:
         listed = json.loads((folder / "manifest.json").read_text()).get("files", {})
@@ -238,4 +294,4 @@ def _previous_files(folder: Path) -> set[str]:
     return {f for f in listed if isinstance(f, str) and f == Path(f).name and f != "manifest.json"}
 
 
-__all__ = ["export_model", "model_id", "round_to_float16", "PAD_MULTIPLE", "group_tasks"]
+__all__ = ["export_model", "replace_decoders", "model_id", "round_to_float16", "PAD_MULTIPLE", "group_tasks"]

@@ -10,7 +10,6 @@ different units weigh alike and "loss < 0.5" reads "halves the trivial loss".
 """
 from __future__ import annotations
 
-import math
 import os
 import time
 from dataclasses import asdict, dataclass, field
@@ -28,7 +27,7 @@ from ..tasks.losses import task_loss
 from ..tasks.registry import TASK_SPECS
 from . import PRECISIONS, VIEWS
 from .common import (Dist, cpu_state_dict, git_commit, init_distributed, load_checkpoint, save_checkpoint,
-                     seed_everything, set_threads, write_json)
+                     seed_everything, set_threads, warmup_cosine_lr, write_json)
 
 CHECKPOINT = "checkpoint.pt"
 RECORD = "stage1.json"
@@ -275,13 +274,6 @@ def training_views(crops: MultiTaskDataset, data: str, views: str,
 
 
 
-def _lr_at(cfg: Stage1Config, step: int) -> float:
-    if step < cfg.warmup:
-        return cfg.lr * (step + 1) / cfg.warmup
-    progress = (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup)
-    return cfg.lr * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress))))
-
-
 def train_stage1(cfg: Stage1Config, *, progress: bool = True, log=print, stop_after: int | None = None,
                  max_minutes: float | None = None) -> dict:
     """Train (or resume) stage 1; returns the record written to OUT/stage1.json.
@@ -365,7 +357,7 @@ def train_stage1(cfg: Stage1Config, *, progress: bool = True, log=print, stop_af
         b = to_device(next(batches), device)
         t1 = time.perf_counter()
         for group in opt.param_groups:
-            group["lr"] = _lr_at(cfg, step)
+            group["lr"] = warmup_cosine_lr(cfg.lr, step, cfg.steps, cfg.warmup)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.precision == "bf16"):
             preds = net(b["image"], b["origin"])
         losses = {}

@@ -1,0 +1,143 @@
+"""Stage 3: decoders rebuilt from an exported model, fitted on its decoded latents, exported again."""
+import json
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from tamc_codec.codec import decode_task, encode_image, task_prediction  # noqa: E402
+from tamc_codec.bitstream import TamcReader  # noqa: E402
+from tamc_codec.runtime.model import RuntimeModel  # noqa: E402
+from tamc_codec.train.decoders import DecoderStageConfig, rebuild_decoder, train_decoders  # noqa: E402
+from tamc_codec.train.export import replace_decoders  # noqa: E402
+
+
+def test_rebuilt_decoders_compute_what_their_graphs_compute(tiny_model):
+    rt = RuntimeModel(tiny_model)
+    y = np.random.default_rng(1).standard_normal((1, rt.manifest["latent_channels"], 5, 7)).astype(np.float32)
+    for task in rt.serving:
+        dec = rebuild_decoder(rt, task)
+        with torch.no_grad():
+            mine = dec(torch.from_numpy(y)).numpy()
+        np.testing.assert_allclose(mine, rt.run(None, task, y=y)[0], atol=1e-4)
+
+
+@pytest.fixture(scope="module")
+def fitted(tiny_model, tmp_path_factory):
+    out = tmp_path_factory.mktemp("stage3")
+    train = str(tiny_model.parent / "train")
+    # validating on the training scenes: the test asks whether fitting works, not whether it generalises
+    cfg = DecoderStageConfig(model=str(tiny_model), data=[train], val=[train], out=str(out / "run"),
+                             tasks=["seg", "depth"], steps=40, batch_pixels=2 * 64 * 64, lr=3e-3, eval_every=20)
+    record, decoders = train_decoders(cfg, progress=False, log=lambda m: None)
+    manifest = replace_decoders(tiny_model, out / "model", decoders, record={"steps": cfg.steps})
+    return cfg, record, out / "model", manifest
+
+
+def test_decoders_fit_the_latents_the_codec_decodes(fitted):
+    _, record, _, _ = fitted
+    for t in ("seg", "depth"):
+        assert record["after"][t] < 0.95 * record["before"][t], (t, record["before"], record["after"])
+    assert set(record["after"]) == {"seg", "depth"}
+    assert [h["step"] for h in record["history"]] == ["source", 0, 20, 40]
+
+
+def test_new_decoders_change_predictions_but_not_one_coded_bit(fitted, tiny_model):
+    _, _, new_model, manifest = fitted
+    old = json.loads((tiny_model / "manifest.json").read_text())
+    changed = {f for f in old["files"] if old["files"][f] != manifest["files"][f]}
+    assert changed == {old["decoders"]["seg"]["file"], old["decoders"]["depth"]["file"]}
+    assert manifest["model_id"] != old["model_id"]
+    ref = json.loads((new_model / "reference.json").read_text())
+    assert ref["model_id"] == manifest["model_id"]
+    assert ref["trivial_loss"] == json.loads((tiny_model / "reference.json").read_text())["trivial_loss"]
+    img = (np.random.default_rng(2).random((48, 80, 3)) * 255).astype(np.uint8)
+    a = encode_image(img, "all", 2, RuntimeModel(tiny_model))
+    b = encode_image(img, "all", 2, RuntimeModel(new_model))
+    ra, rb = TamcReader(a.data), TamcReader(b.data)
+    assert len(ra.layers) == len(rb.layers) == 3
+    assert [ra.read_layer(i) for i in range(3)] == [rb.read_layer(i) for i in range(3)]
+    depth_old = decode_task(a.data, "depth", RuntimeModel(tiny_model)).output
+    depth_new = decode_task(b.data, "depth", RuntimeModel(new_model)).output
+    assert depth_new.shape == depth_old.shape == (48, 80)
+    assert not np.array_equal(depth_new, depth_old)
+    edge_old = decode_task(a.data, "edge", RuntimeModel(tiny_model)).output
+    np.testing.assert_array_equal(decode_task(b.data, "edge", RuntimeModel(new_model)).output, edge_old)
+    # the source's files decode with the new model exactly as the new model's own do
+    assert manifest["same_coding_as"] == [old["model_id"]]
+    np.testing.assert_array_equal(decode_task(a.data, "depth", RuntimeModel(new_model)).output, depth_new)
+
+
+def test_a_file_of_the_source_model_finds_its_successor(fitted, tmp_path, monkeypatch):
+    """Only the new model installed: a file the source model wrote still decodes, with it."""
+    import shutil
+
+    from tamc_codec.runtime.model import MODEL_PATH_ENV, find_model
+
+    _, _, new_model, manifest = fitted
+    shutil.copytree(new_model, tmp_path / "models" / "successor")
+    monkeypatch.setenv(MODEL_PATH_ENV, str(tmp_path / "models"))
+    found = find_model(None, manifest["same_coding_as"][0])
+    assert found.name == "successor"
+    with pytest.raises(Exception, match="not installed"):
+        find_model(None, "f" * 32)
+
+
+def test_a_finished_run_resumes_to_the_same_record(fitted):
+    cfg, record, _, _ = fitted
+    again, _ = train_decoders(cfg, progress=False, log=lambda m: None)
+    assert again["after"] == record["after"] and again["history"] == record["history"]
+
+
+def test_the_source_model_is_never_overwritten(tiny_model):
+    import subprocess
+    import sys
+
+    before = {p.name: p.read_bytes() for p in tiny_model.iterdir()}
+    res = subprocess.run([sys.executable, "-m", "tamc_codec", "train", "decoders", "-m", str(tiny_model),
+                          "--data", str(tiny_model.parent / "train"), "--val", str(tiny_model.parent / "val"),
+                          "-o", str(tiny_model.parent / "s3"), "--export", str(tiny_model)],
+                         capture_output=True, text=True, timeout=120)
+    assert res.returncode == 2 and "another folder" in res.stderr and "Traceback" not in res.stderr, res.stderr
+    assert {p.name: p.read_bytes() for p in tiny_model.iterdir()} == before
+    with pytest.raises(Exception, match="another folder"):
+        replace_decoders(tiny_model, tiny_model, {})
+
+
+
+def test_scene_decoding_is_fitted_and_exported_at_the_scale_the_codec_decodes(tiny_model, tmp_path):
+    """With the training scenes' scale at 32 px, a 64² scene is decoded at half size: depth, served
+    by a full-size group, reads that group's latent pooled 2 x 2. What the stage measured is what
+    the exported model's codec then gives, and the source's own scales give "before"."""
+    from model_fixture import with_scene_scale
+
+    from tamc_codec.data.torch_dataset import MultiTaskDataset
+    from tamc_codec.tasks.losses import task_loss
+
+    source = with_scene_scale(tiny_model, tmp_path / "src", ["seg+depth+normal"], 32)
+    train, val = str(tiny_model.parent / "train"), str(tiny_model.parent / "val")
+    cfg = DecoderStageConfig(model=str(source), data=[train], val=[val], out=str(tmp_path / "run"),
+                             tasks=["depth", "edge"], steps=4, batch_pixels=2 * 64 * 64, eval_every=2,
+                             val_qualities=[2])
+    record, decoders = train_decoders(cfg, progress=False, log=lambda m: None)
+    assert record["scene_tasks"] == ["depth"]  # edge is decoded on the pixels
+    assert record["history"][0]["val"] != record["history"][1]["val"]  # "before": the source's scale
+    manifest = replace_decoders(source, tmp_path / "m", decoders, scene_tasks=record["scene_tasks"])
+    assert manifest["scene_scale"] == {"size": 32, "groups": ["seg+depth+normal"], "tasks": ["depth"]}
+    rt = RuntimeModel(tmp_path / "m")
+    assert rt.task_factor("depth", 64, 64) == 2 and rt.factor(rt.serving["depth"], 64, 64) == 1
+    ds = MultiTaskDataset(val, train=False)
+    losses = []
+    for i in range(len(ds)):
+        s = ds.sample(i)
+        img = np.asarray(ds.arrays["rgb"][i])
+        enc = encode_image(img, "all", 2, rt)
+        assert decode_task(enc.data, "depth", rt).output.shape == (64, 64)
+        p = torch.from_numpy(np.ascontiguousarray(task_prediction(rt, "depth", enc.latents[rt.serving["depth"]],
+                                                                  64, 64)))[None]
+        losses.append(float(task_loss("depth", p, s["depth"][None])) / rt.trivial_loss["depth"])
+    assert np.mean(losses) == pytest.approx(record["after"]["depth"], rel=0.02)
+
+    untouched = DecoderStageConfig(**{**cfg.__dict__, "out": str(tmp_path / "run2"), "scene_decoding": False})
+    assert train_decoders(untouched, progress=False, log=lambda m: None)[0]["scene_tasks"] == []
