@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import click
 
@@ -249,9 +250,8 @@ def decoders(model, data, val, out, export_to, tasks, steps, batch_pixels, lr, p
     from ..contract import TASKS, parse_task_list
     from ..train.decoders import DecoderStageConfig, train_decoders
 
-    import os
-
-    if export_to and os.path.realpath(export_to) == os.path.realpath(model):
+    # checked before training (which takes an hour), as replace_decoders checks it again
+    if export_to and Path(export_to).resolve() == Path(model).resolve():
         raise TamcInputError("--export must be another folder than --model: the source model stays as it is")
     names = [] if tasks == "all" else parse_task_list(tasks)
     cfg = DecoderStageConfig(model=model, data=list(data), val=list(val), out=out, tasks=names, steps=steps,

@@ -42,16 +42,16 @@ def find_model(name_or_dir: str | None = None, model_id: str | None = None) -> P
     candidates = [d for root in search_path() if root.is_dir() for d in sorted(root.iterdir())
                   if (d / "manifest.json").exists()]
     if model_id is not None:
+        # the model that wrote the file, else one that codes exactly as it did (CONTRACT.md, same coding)
         manifests = []
         for d in candidates:
             try:
-                manifests.append((d, read_manifest(d)))
+                m = read_manifest(d)
             except TamcModelError:
                 continue
-        # the model that wrote the file, else one that codes exactly as it did (CONTRACT.md, same coding)
-        for d, m in manifests:
             if m["model_id"] == model_id:
                 return d
+            manifests.append((d, m))
         for d, m in manifests:
             if model_id in m.get("same_coding_as", ()):
                 return d

@@ -219,7 +219,7 @@ class _Source:
                  scales: _Scales, cfg: DecoderStageConfig, cache: Path, draw, limit: int | None, log, progress: bool):
         from ..data.torch_dataset import MultiTaskDataset
 
-        self.name = name
+        self.name, self.path = name, path
         self.ds = MultiTaskDataset(path, train=False, limit=limit)
         self.qualities, self.flips = draw(len(self.ds))
         self.latents = _cached_latents(cache, rt, self.ds, groups, self.qualities, self.flips, log, progress)
@@ -378,10 +378,9 @@ def train_decoders(cfg: DecoderStageConfig, progress: bool = True, log=print) ->
         "scene_tasks": sorted(scales.scene_tasks, key=TASKS.index),
         "scene_size": scales.size,
         "val_qualities": vq,
-        "val": [{"path": p, "scenes": len(val_sources[k * len(vq)].ds), "size": val_sources[k * len(vq)].ds.size}
-                for k, p in enumerate(cfg.val)],
+        "val": [{"path": s.path, "scenes": len(s.ds), "size": s.ds.size} for s in val_sources[::len(vq)]],
         "seconds": round(time.time() - t0, 1),
-        "sources": [{"path": p, "scenes": len(s.ds), "size": s.ds.size, "batch": s.batch} for p, s in zip(cfg.data, sources)],
+        "sources": [{"path": s.path, "scenes": len(s.ds), "size": s.ds.size, "batch": s.batch} for s in sources],
         "history": history,
         "before": before,
         "after": best,

@@ -266,14 +266,13 @@ def replace_decoders(model_dir: str | Path, out_dir: str | Path, decoders: dict[
     manifest["name"] = name or out.name
     manifest["provenance"] = {**manifest.get("provenance", {}), "decoders": record or {}}
     if scene_tasks is not None:
-        scene = dict(manifest.get("scene_scale") or {"groups": []})
-        scene.setdefault("size", DEFAULT_SCENE_SIZE)  # stage 3's scale when the source had none
-        scene["tasks"] = sorted(scene_tasks, key=TASKS.index)
-        if not scene["tasks"]:
+        # stage 3's scale when the source had none
+        scene = {**(manifest.pop("scene_scale", None) or {"size": DEFAULT_SCENE_SIZE, "groups": []}),
+                 "tasks": sorted(scene_tasks, key=TASKS.index)}
+        if not scene_tasks:
             del scene["tasks"]
-        manifest["scene_scale"] = scene
-        if not scene["groups"] and not scene_tasks:
-            del manifest["scene_scale"]
+        if scene["groups"] or scene_tasks:
+            manifest["scene_scale"] = scene
     manifest["files"] = {fname: hashlib.sha256(data).hexdigest() for fname, data in sorted(files.items())}
     manifest["model_id"] = model_id(manifest)
     atomic_write_bytes(out / "manifest.json", (json.dumps(manifest, indent=2) + "\n").encode())
