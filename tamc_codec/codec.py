@@ -16,6 +16,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -119,7 +120,8 @@ def downsample(x: np.ndarray, f: int) -> np.ndarray:
 
 
 def _on_grid(context: np.ndarray, hw: tuple[int, int]) -> np.ndarray:
-    """A parent's context on its child's latent grid (CONTRACT.md, scene scale). Elementwise
+    """A parent's context on its child's latent grid, or an ancestor's latent on a decoder's
+    (CONTRACT.md, scene scale; decoder context). Elementwise
     float32 operations in a fixed order, so that encoder and decoder compute the same values."""
     h = context.shape[-2]
     if h == hw[0]:
@@ -152,12 +154,20 @@ def upsample(pred: np.ndarray, f: int) -> np.ndarray:
     return pred
 
 
-def task_prediction(model: RuntimeModel, task: str, latent: np.ndarray, height: int, width: int) -> np.ndarray:
-    """The serving decoder's output (C, height, width), normalised units, from its group's latent:
-    read and predicted at the task's scale, upsampled back to the picture (CONTRACT.md, scene scale)."""
+def task_prediction(model: RuntimeModel, task: str, latents: Mapping[str, np.ndarray], height: int,
+                    width: int) -> np.ndarray:
+    """The serving decoder's output (C, height, width), normalised units, from the decoded latents
+    by group: its group's read and predicted at the task's scale, with its ancestors' latents on that
+    grid where the decoder reads them (CONTRACT.md, scene scale and decoder context), upsampled back
+    to the picture."""
     f = model.task_factor(task, height, width)
-    latent = downsample(latent, f // model.factor(model.serving[task], height, width))
-    pred = model.run(None, task, WORK_THREADS, y=latent)[0][0]
+    g = model.serving[task]
+    y = downsample(latents[g], f // model.factor(g, height, width))
+    feed = {"y": y}
+    context = model.decoder_context(task)
+    if context:
+        feed["context"] = np.concatenate([_on_grid(latents[a], y.shape[-2:]) for a in context], axis=1)
+    pred = model.run(None, task, WORK_THREADS, **feed)[0][0]
     return upsample(pred, f)[:, :height, :width]
 
 
@@ -311,7 +321,8 @@ def decode_task(source: bytes | str | Path, task: str, model: str | RuntimeModel
             y_hat[~anchor] = sym2 + mean2[~anchor]
             decoded[li] = (y_hat * inv_gain[None, :, None, None]).astype(np.float32)
             context[li] = _parent_context(rt, y_hat, decoded[li])
-        pred = task_prediction(rt, task, decoded[chain[-1]], hdr.height, hdr.width)
+        by_group = {rt.groups[reader.layers[li].group]: decoded[li] for li in chain}
+        pred = task_prediction(rt, task, by_group, hdr.height, hdr.width)
         raw = _raw_output(task, pred, rt)
         return DecodeResult(output=raw, task=task, bytes_read=reader.bytes_read, file_size=reader.file_size,
                             layers=list(chain))

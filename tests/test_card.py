@@ -159,11 +159,13 @@ def test_card_states_stage3_with_its_validation_before_and_after(tmp_path):
           "sources": [{"scenes": 4000, "size": 256}, {"scenes": 1200, "size": 512}],
           "val": [{"scenes": 200, "size": 256}, {"scenes": 50, "size": 512}], "val_qualities": [3, 5],
           "history": [{"step": k, "val": {}, "by_source": v} for k, v in by.items()],
-          "before": {"seg": 0.6}, "after": {"seg": 0.445}, "best_step": {"seg": 500}}
+          "before": {"seg": 0.6}, "after": {"seg": 0.445}, "best_step": {"seg": 500},
+          "context": {"seg": ["keypoint+rgb"]}}
     (run / "decoders" / "decoders.json").write_text(json.dumps(s3))
     text = write_card(run, model, _quality(tmp_path / "q.json"))
     assert "seg decoders fitted for 500 steps, lr 0.0003, to the latents its own codec decodes from whole " \
            "training scenes (4000 at 256² and 1200 at 512²" in text
     assert "seg decoded at scene scale" in text
+    assert "seg reads `keypoint+rgb`" in text
     assert "seg 0.600 → 0.445 (val 0.450 → 0.410; val512 0.730 → 0.470 at the highest quality)" in text
-    assert "STEPS3=500 bin/train-default" in text
+    assert "STEPS3=500 LR3=0.0003 bin/train-default" in text

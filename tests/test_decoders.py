@@ -29,9 +29,11 @@ def fitted(tiny_model, tmp_path_factory):
     train = str(tiny_model.parent / "train")
     # validating on the training scenes: the test asks whether fitting works, not whether it generalises
     cfg = DecoderStageConfig(model=str(tiny_model), data=[train], val=[train], out=str(out / "run"),
-                             tasks=["seg", "depth"], steps=40, batch_pixels=2 * 64 * 64, lr=3e-3, eval_every=20)
+                             tasks=["seg", "depth"], steps=40, batch_pixels=2 * 64 * 64, lr=3e-3, eval_every=20,
+                             context=True)
     record, decoders = train_decoders(cfg, progress=False, log=lambda m: None)
-    manifest = replace_decoders(tiny_model, out / "model", decoders, record={"steps": cfg.steps})
+    manifest = replace_decoders(tiny_model, out / "model", decoders, record={"steps": cfg.steps},
+                                context=record["context"])
     return cfg, record, out / "model", manifest
 
 
@@ -41,6 +43,67 @@ def test_decoders_fit_the_latents_the_codec_decodes(fitted):
         assert record["after"][t] < 0.95 * record["before"][t], (t, record["before"], record["after"])
     assert set(record["after"]) == {"seg", "depth"}
     assert [h["step"] for h in record["history"]] == ["source", 0, 20, 40]
+    # depth's group codes after seg+depth+normal, so its decoder may read that latent for free
+    assert record["context"] == {"seg": [], "depth": ["seg+depth+normal"]}
+
+
+def test_scenes_coded_by_several_workers_give_the_same_latents(tiny_model):
+    from tamc_codec.data.torch_dataset import MultiTaskDataset
+    from tamc_codec.train.decoders import codec_latents
+
+    rt = RuntimeModel(tiny_model)
+    ds = MultiTaskDataset(tiny_model.parent / "train", train=False)
+    rng = np.random.default_rng(4)
+    qualities, flips = rng.integers(1, rt.qualities + 1, len(ds)), rng.random(len(ds)) < 0.5
+    one = codec_latents(rt, ds, rt.order, qualities, flips, workers=1)
+    two = codec_latents(rt, ds, rt.order, qualities, flips, workers=2)
+    assert set(one) == set(rt.order) and len(one[rt.order[0]]) == len(ds) > 2
+    for g in rt.order:
+        np.testing.assert_array_equal(one[g], two[g])
+    # what the codec itself decodes from scene 1, mirrored or not
+    img = np.asarray(ds.arrays["rgb"][1])
+    enc = encode_image(np.ascontiguousarray(img[:, ::-1] if flips[1] else img), "all", int(qualities[1]), rt)
+    np.testing.assert_array_equal(one[rt.order[-1]][1], enc.latents[rt.order[-1]][0].astype(np.float16))
+
+
+def test_a_decoder_reads_its_ancestors_latents(fitted):
+    """The exported depth decoder takes its ancestor's latent as a second input: changing that
+    latent changes depth, decode_task feeds it, and the graph rebuilds in torch with it."""
+    _, _, new_model, manifest = fitted
+    rt = RuntimeModel(new_model)
+    assert manifest["decoders"]["depth"]["inputs"] == ["y", "context"]
+    assert rt.decoder_context("depth") == ["seg+depth+normal"] and rt.decoder_context("seg") == []
+    assert rebuild_decoder(rt, "depth").cfg.context_channels == rt.manifest["latent_channels"]
+    img = (np.random.default_rng(3).random((64, 64, 3)) * 255).astype(np.uint8)
+    enc = encode_image(img, "depth", 3, rt)
+    assert set(enc.latents) == {"seg+depth+normal", "depth+edge"}
+    pred = task_prediction(rt, "depth", enc.latents, 64, 64)
+    np.testing.assert_array_equal(decode_task(enc.data, "depth", rt).output,
+                                  decode_task(enc.data, "depth", rt).output)
+    blanked = {**enc.latents, "seg+depth+normal": np.zeros_like(enc.latents["seg+depth+normal"])}
+    assert not np.allclose(task_prediction(rt, "depth", blanked, 64, 64), pred)
+    # the bench's anchor (the model's networks on unquantised latents) feeds the context too
+    from tamc_codec.bench.evaluate import ModelAnchor
+
+    unquantised = ModelAnchor(rt, ["depth"]).predict(img)["depth"]
+    assert unquantised.shape == pred.shape and np.abs(unquantised - pred).mean() < np.abs(pred).mean()
+
+
+def test_a_decoder_context_must_be_ancestors(fitted, tmp_path):
+    import shutil
+
+    from tamc_codec.errors import TamcModelError
+    from tamc_codec.runtime.manifest import model_id
+
+    _, _, new_model, manifest = fitted
+    shutil.copytree(new_model, tmp_path / "m")
+    bad = json.loads(json.dumps(manifest))
+    bad["decoders"]["seg"]["context"] = ["depth+edge"]  # a child of seg's group, decoded after it
+    bad["decoders"]["seg"]["inputs"] = ["y", "context"]
+    bad["model_id"] = model_id({k: v for k, v in bad.items() if k != "model_id"})
+    (tmp_path / "m" / "manifest.json").write_text(json.dumps(bad))
+    with pytest.raises(TamcModelError, match="ancestors"):
+        RuntimeModel(tmp_path / "m")
 
 
 def test_new_decoders_change_predictions_but_not_one_coded_bit(fitted, tiny_model):
@@ -90,6 +153,16 @@ def test_a_finished_run_resumes_to_the_same_record(fitted):
     assert again["after"] == record["after"] and again["history"] == record["history"]
 
 
+def test_a_checkpoint_older_than_a_setting_resumes_with_its_default():
+    from tamc_codec.train.decoders import _same_settings
+
+    cfg = DecoderStageConfig(model="m", data=["d"], val=["v"], out="o")
+    older = {k: v for k, v in cfg.__dict__.items() if k != "context"}
+    assert _same_settings(older, cfg)
+    assert not _same_settings(older, DecoderStageConfig(**{**cfg.__dict__, "context": True}))
+    assert not _same_settings({**older, "steps": 10}, cfg) and not _same_settings(None, cfg)
+
+
 def test_the_source_model_is_never_overwritten(tiny_model):
     import subprocess
     import sys
@@ -123,7 +196,8 @@ def test_scene_decoding_is_fitted_and_exported_at_the_scale_the_codec_decodes(ti
     record, decoders = train_decoders(cfg, progress=False, log=lambda m: None)
     assert record["scene_tasks"] == ["depth"]  # edge is decoded on the pixels
     assert record["history"][0]["val"] != record["history"][1]["val"]  # "before": the source's scale
-    manifest = replace_decoders(source, tmp_path / "m", decoders, scene_tasks=record["scene_tasks"])
+    manifest = replace_decoders(source, tmp_path / "m", decoders, scene_tasks=record["scene_tasks"],
+                                context=record["context"])
     assert manifest["scene_scale"] == {"size": 32, "groups": ["seg+depth+normal"], "tasks": ["depth"]}
     rt = RuntimeModel(tmp_path / "m")
     assert rt.task_factor("depth", 64, 64) == 2 and rt.factor(rt.serving["depth"], 64, 64) == 1
@@ -134,10 +208,11 @@ def test_scene_decoding_is_fitted_and_exported_at_the_scale_the_codec_decodes(ti
         img = np.asarray(ds.arrays["rgb"][i])
         enc = encode_image(img, "all", 2, rt)
         assert decode_task(enc.data, "depth", rt).output.shape == (64, 64)
-        p = torch.from_numpy(np.ascontiguousarray(task_prediction(rt, "depth", enc.latents[rt.serving["depth"]],
-                                                                  64, 64)))[None]
+        p = torch.from_numpy(np.ascontiguousarray(task_prediction(rt, "depth", enc.latents, 64, 64)))[None]
         losses.append(float(task_loss("depth", p, s["depth"][None])) / rt.trivial_loss["depth"])
     assert np.mean(losses) == pytest.approx(record["after"]["depth"], rel=0.02)
 
-    untouched = DecoderStageConfig(**{**cfg.__dict__, "out": str(tmp_path / "run2"), "scene_decoding": False})
-    assert train_decoders(untouched, progress=False, log=lambda m: None)[0]["scene_tasks"] == []
+    untouched = DecoderStageConfig(**{**cfg.__dict__, "out": str(tmp_path / "run2"), "scene_decoding": False,
+                                      "context": False})
+    record = train_decoders(untouched, progress=False, log=lambda m: None)[0]
+    assert record["scene_tasks"] == [] and record["context"] == {"depth": [], "edge": []}

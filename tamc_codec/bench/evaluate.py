@@ -144,20 +144,26 @@ class _GroupAnchor:
     def _decode(self, group: str, task: str, latent) -> np.ndarray:
         raise NotImplementedError
 
-    def predict(self, image: np.ndarray) -> dict[str, np.ndarray]:
+    def _context(self, task: str) -> list[str]:
+        """The groups besides its own whose latents `task`'s decoder reads."""
+        return []
+
+    def _predict(self, task: str, latents: dict, h: int, w: int) -> np.ndarray:
+        """`task`'s prediction at the picture's size from the groups' latents."""
         from ..codec import downsample, upsample
+
+        g = self.serving[task]
+        f, ft = self._factor(g, h, w), self._task_factor(task, h, w)
+        return upsample(self._decode(g, task, downsample(latents[g], ft // f)), ft)[:, :h, :w]
+
+    def predict(self, image: np.ndarray) -> dict[str, np.ndarray]:
+        from ..codec import downsample
 
         h, w = image.shape[:2]
         x = (_pad(image, self._pad_multiple(h, w)).astype(np.float32) / 255.0).transpose(2, 0, 1)[None]
-        out = {}
-        for g in self.groups:
-            f = self._factor(g, h, w)
-            latent = self._latent(g, downsample(x, f))
-            for t in self.tasks:
-                if self.serving[t] == g:
-                    ft = self._task_factor(t, h, w)
-                    out[t] = upsample(self._decode(g, t, downsample(latent, ft // f)), ft)[:, :h, :w]
-        return {t: out[t] for t in self.tasks}
+        need = {self.serving[t] for t in self.tasks} | {a for t in self.tasks for a in self._context(t)}
+        latents = {g: self._latent(g, downsample(x, self._factor(g, h, w))) for g in self.groups if g in need}
+        return {t: self._predict(t, latents, h, w) for t in self.tasks}
 
 
 class Anchor(_GroupAnchor):
@@ -224,14 +230,11 @@ class ModelAnchor(_GroupAnchor):
         self.rt = rt
         self.tasks = list(tasks)
         self.serving = rt.serving
-        self.groups = [g for g in rt.groups if g in {rt.serving[t] for t in tasks}]
+        self.groups = list(rt.order)
         self.trivial = dict(rt.trivial_loss)
 
     def _factor(self, group: str, h: int, w: int) -> int:
         return self.rt.factor(group, h, w)
-
-    def _task_factor(self, task: str, h: int, w: int) -> int:
-        return self.rt.task_factor(task, h, w)
 
     def _pad_multiple(self, h: int, w: int) -> int:
         return self.rt.pad_multiple(h, w)
@@ -241,10 +244,13 @@ class ModelAnchor(_GroupAnchor):
 
         return self.rt.run(group, "analysis", WORK_THREADS, image=x)[0]
 
-    def _decode(self, group: str, task: str, latent: np.ndarray) -> np.ndarray:
-        from ..codec import WORK_THREADS
+    def _context(self, task: str) -> list[str]:
+        return self.rt.decoder_context(task)
 
-        return self.rt.run(None, task, WORK_THREADS, y=latent)[0][0]
+    def _predict(self, task: str, latents: dict, h: int, w: int) -> np.ndarray:
+        from ..codec import task_prediction
+
+        return task_prediction(self.rt, task, latents, h, w)
 
     def provenance(self) -> dict:
         return {"kind": "model", "path": str(self.rt.folder), "model_id": self.rt.id, "groups": self.rt.groups,
@@ -359,7 +365,7 @@ def tamc_predictions(rt, enc, tasks: list[str]) -> dict[str, np.ndarray]:
     """Task decoder outputs (normalised units) on the latents the file decodes to."""
     from ..codec import task_prediction
 
-    return {t: task_prediction(rt, t, enc.latents[rt.serving[t]], enc.height, enc.width) for t in tasks}
+    return {t: task_prediction(rt, t, enc.latents, enc.height, enc.width) for t in tasks}
 
 
 def timed_decode(rt, data: bytes, task: str, expected_pred: np.ndarray) -> tuple[float, bool]:

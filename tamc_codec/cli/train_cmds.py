@@ -225,13 +225,19 @@ def stage2(anchor, dag_file, data, val, out, lambdas, gain_range, steps_entropy,
 @click.option("--scene-decoding/--no-scene-decoding", default=True, show_default=True,
               help="Decode the fitted scene tasks (seg, depth, normal) at scene scale: their decoders read the "
                    "latent pooled to the training scenes' scale (CONTRACT.md, scene scale).")
+@click.option("--context/--no-context", default=False, show_default=True,
+              help="Each fitted decoder also reads the latents of its group's DAG ancestors, which decoding "
+                   "its task decodes first anyway: no extra bits (CONTRACT.md, decoder context; on the "
+                   "shipped model it gained nothing, docs/TRAINING.md).")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--eval-every", type=int, default=500, show_default=True)
 @click.option("--limit", type=int, default=None, help="Use the first N scenes of each --data folder.")
 @click.option("--val-limit", type=int, default=None, help="Validate on the first N images only.")
+@click.option("--workers", type=int, default=0, show_default=True,
+              help="Processes coding the scenes, one thread each (0: one per core). Changes no result.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
-def decoders(model, data, val, out, export_to, tasks, steps, batch_pixels, lr, precision, scene_decoding, seed,
-             eval_every, limit, val_limit, quiet) -> None:
+def decoders(model, data, val, out, export_to, tasks, steps, batch_pixels, lr, precision, scene_decoding, context,
+             seed, eval_every, limit, val_limit, workers, quiet) -> None:
     """Stage 3: fit an exported model's task decoders to the latents its codec decodes.
 
     Each training scene is coded whole by the model itself, at a random quality, and the
@@ -256,8 +262,8 @@ def decoders(model, data, val, out, export_to, tasks, steps, batch_pixels, lr, p
     names = [] if tasks == "all" else parse_task_list(tasks)
     cfg = DecoderStageConfig(model=model, data=list(data), val=list(val), out=out, tasks=names, steps=steps,
                              batch_pixels=batch_pixels, lr=lr, precision=precision, scene_decoding=scene_decoding,
-                             seed=seed, eval_every=eval_every, limit=limit, val_limit=val_limit)
-    rec, fitted = train_decoders(cfg, progress=not quiet, log=lambda m: click.echo(m, err=True))
+                             context=context, seed=seed, eval_every=eval_every, limit=limit, val_limit=val_limit)
+    rec, fitted = train_decoders(cfg, progress=not quiet, log=lambda m: click.echo(m, err=True), workers=workers)
     for t in TASKS:
         if t in rec["after"]:
             click.echo(f"  {t:9s} loss/trivial {rec['before'][t]:.3f} -> {rec['after'][t]:.3f} "
@@ -267,7 +273,10 @@ def decoders(model, data, val, out, export_to, tasks, steps, batch_pixels, lr, p
 
         summary = {"run": out, "steps": steps, "data": list(data), "val": list(val), "scene_tasks": rec["scene_tasks"],
                    "val_loss_over_trivial": {"before": rec["before"], "after": rec["after"]}}
-        m = replace_decoders(model, export_to, fitted, record=summary, scene_tasks=rec["scene_tasks"])
+        if any(rec["context"].values()):
+            summary["context"] = rec["context"]
+        m = replace_decoders(model, export_to, fitted, record=summary, scene_tasks=rec["scene_tasks"],
+                             context=rec["context"])
         click.echo(f"exported model {m['model_id']} to {export_to}")
 
 

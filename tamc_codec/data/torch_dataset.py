@@ -28,6 +28,7 @@ class MultiTaskDataset(torch.utils.data.Dataset):
                  train: bool = True, downsample: int = 1, cache_dir: str | Path | None = None,
                  limit: int | None = None):
         self.tasks = tuple(tasks)
+        self.path = str(path)
         folder = SceneFolder.open(path, self.tasks)
         self.arrays = load_cache(build_cache(folder, cache_dir), self.tasks)
         self.count = len(folder) if limit is None else min(limit, len(folder))

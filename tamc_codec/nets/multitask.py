@@ -49,6 +49,10 @@ class NetConfig:
     # position: the per-pixel-mean baseline knows it, a translation-invariant network does
     # not, and random training crops hide it altogether unless told where they came from.
     coords: bool = False
+    # Channels of the context a task decoder also reads: its group's DAG ancestors' latents,
+    # which decoding the task has already decoded (stage 3; CONTRACT.md, decoder context).
+    # They enter through a 1x1 projection added to the first features: a few kB per decoder.
+    context_channels: int = 0
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -167,6 +171,7 @@ class TaskDecoder(nn.Module):
         d0, d1, d2 = cfg.decoder_channels
         out = TASK_SPECS[task].channels
         self.task = task
+        self.cfg = cfg
         self.full_res = task in FULL_RES_TASKS
         k = cfg.norm
         self.coords = cfg.coords
@@ -177,6 +182,8 @@ class TaskDecoder(nn.Module):
         ]
         if cfg.global_context:
             self.global_context = nn.Linear(cfg.latent_channels, d0)
+        if cfg.context_channels:
+            self.context = nn.Conv2d(cfg.context_channels, d0, 1)
         if self.full_res:
             f = cfg.full_res_channels
             layers += [Up(d2, f), nn.GELU(), nn.Conv2d(f, f, 3, padding=1), nn.GELU(),  # 1/2
@@ -185,16 +192,23 @@ class TaskDecoder(nn.Module):
             layers += [nn.Conv2d(d2, out, 3, padding=1)]
         self.net = nn.Sequential(*layers)
 
-    def forward(self, latent: torch.Tensor, origin: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(self, latent: torch.Tensor, origin: torch.Tensor | None = None,
+                context: torch.Tensor | None = None) -> torch.Tensor:
         x = latent
         if self.coords:
             # origin is in image pixels; the latent is LATENT_STRIDE times smaller
             x = torch.cat([latent, coord_grid(latent, None if origin is None else origin / LATENT_STRIDE)], 1)
-        if hasattr(self, "global_context"):
-            h = self.net[0](x) + self.global_context(latent.mean(dim=(2, 3)))[:, :, None, None]
+        if hasattr(self, "global_context") or hasattr(self, "context"):
+            h = self.net[0](x)
+            if hasattr(self, "global_context"):
+                h = h + self.global_context(latent.mean(dim=(2, 3)))[:, :, None, None]
+            if hasattr(self, "context"):
+                if context is None:
+                    raise ValueError(f"the {self.task} decoder reads its ancestors' latents: pass context")
+                h = h + self.context(context)
             y = self.net[1:](h)
         else:
-            y = self.net(x)
+            y = self.net(x)  # one call: the exported graph of a plain decoder stays as it was
         if not self.full_res:
             y = F.interpolate(y, scale_factor=4, mode="bilinear", align_corners=False)
         if self.task == "rgb":

@@ -52,6 +52,16 @@ def read_manifest(folder: str | Path) -> dict:
             p = m["dag"]["parents"][g]
             if p is not None and m["dag"]["order"].index(p) >= m["dag"]["order"].index(g):
                 raise ValueError(f"parent {p} of {g} comes after it")
+        for t, spec in m["decoders"].items():
+            context = spec.get("context", [])
+            ancestors, g = [], m["dag"]["parents"][m["serving"][t]]
+            while g is not None and g not in ancestors:
+                ancestors.append(g)
+                g = m["dag"]["parents"][g]
+            if len(set(context)) != len(context) or not set(context) <= set(ancestors):
+                raise ValueError(f"the {t} decoder's context must list ancestors of its group")
+            if ("context" in spec["inputs"]) != bool(context):
+                raise ValueError(f"the {t} decoder takes a context input exactly when it names its context")
         if m.get("parent_input", DEFAULT_PARENT_INPUT) not in PARENT_INPUTS:
             raise ValueError(f"unknown parent_input {m['parent_input']!r}")
         if not all(isinstance(i, str) and len(i) == 32 for i in m.get("same_coding_as", [])):

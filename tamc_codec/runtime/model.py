@@ -175,6 +175,20 @@ class RuntimeModel:
         factors += [self.task_factor(t, height, width) for t in self.serving]
         return self.pad * max(factors + [1])
 
+    def ancestors(self, group: str) -> list[str]:
+        """`group`'s DAG ancestors in coding order: the layers decoding it needs first."""
+        up: list[str] = []
+        g = self.parents[group]
+        while g is not None and g not in up:
+            up.append(g)
+            g = self.parents[g]
+        return [a for a in self.order if a in up]
+
+    def decoder_context(self, task: str) -> list[str]:
+        """The ancestor groups whose latents `task`'s decoder also reads, in the order it stacks
+        them (CONTRACT.md, decoder context); [] for a decoder that reads its group alone."""
+        return list(self.manifest["decoders"][task].get("context", ()))
+
     def needed_groups(self, tasks: list[str]) -> list[str]:
         """The groups serving `tasks` and all their DAG ancestors, in coding order."""
         need: set[str] = set()

@@ -31,7 +31,7 @@ def _fmt(v) -> str:
 
 
 # bin/train-default's defaults for the settings the card may have to name
-_SCRIPT_DEFAULTS = {"STEPS1B": 3000, "LR1B": 5e-4, "DEVICE1B": "cpu", "LOWEST_BLEND": 0.75, "STEPS3": 2000}
+_SCRIPT_DEFAULTS = {"STEPS1B": 3000, "LR1B": 5e-4, "DEVICE1B": "cpu", "LOWEST_BLEND": 0.75, "STEPS3": 1000, "LR3": 1e-3}
 
 
 def _recipe_command(s1: dict, s1b: dict | None, s3: dict | None, manifest: dict) -> str:
@@ -50,6 +50,8 @@ def _recipe_command(s1: dict, s1b: dict | None, s3: dict | None, manifest: dict)
             env["LARGE_CROP"] = cb["large_crop"]
     env["LOWEST_BLEND"] = manifest["qualities"][0].get("gain_blend", 0)
     env["STEPS3"] = s3["config"]["steps"] if s3 else 0
+    if s3:
+        env["LR3"] = s3["config"]["lr"]
     env = {k: v for k, v in env.items() if k not in _SCRIPT_DEFAULTS or v != _SCRIPT_DEFAULTS[k]}
     return " ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in env.items()) \
         + (" " if env else "") + "bin/train-default"
@@ -68,6 +70,11 @@ def _stage3_line(s3: dict) -> str:
     if scene:
         text += (f" {', '.join(scene)} decoded at scene scale: on a picture larger than the {s3['scene_size']}² "
                  f"training scenes the decoder reads its group's latent pooled to their scale.")
+    reads = {t: g for t, g in (s3.get("context") or {}).items() if g}
+    if reads:
+        text += (" Decoders that also read their group's DAG ancestors' latents (decoded first in any case, so "
+                 "no extra bits): " + "; ".join(f"{t} reads {', '.join(f'`{a}`' for a in g)}"
+                                               for t, g in reads.items()) + ".")
     text += (f" Validation loss / trivial (validation scenes {val}, q{' and q'.join(map(str, s3['val_qualities']))}; "
              "each decoder's best step) before → after: ")
     parts = []

@@ -22,9 +22,10 @@ stage start from a shipped model when its training checkpoints are gone.
 """
 from __future__ import annotations
 
+import os
 import re
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import MISSING, asdict, dataclass, field, fields, replace
 from pathlib import Path
 
 import numpy as np
@@ -57,6 +58,10 @@ class DecoderStageConfig:
     # decode the fitted scene tasks (seg, depth, normal) at scene scale: each reads its group's
     # latent pooled to the training scenes' scale (CONTRACT.md, scene scale; docs/TRAINING.md)
     scene_decoding: bool = True
+    # each fitted decoder also reads its group's DAG ancestors' latents, which decoding the task
+    # decodes anyway (CONTRACT.md, decoder context): more to read at no cost in bits. Off by default:
+    # on the shipped model it changed no validation loss by more than 0.001 (docs/TRAINING.md)
+    context: bool = False
     seed: int = 0
     eval_every: int = 500
     val_qualities: list[int] = field(default_factory=list)  # [] = 3 and the highest
@@ -114,6 +119,7 @@ def rebuild_decoder(rt: RuntimeModel, task: str) -> TaskDecoder:
         ups = sorted((int(m.group(1)), k) for k in named if (m := re.fullmatch(r"net\.(\d+)\.conv\.weight", k)))
         cfg = NetConfig(latent_channels=c, norm=_norm_of(path), coords=first.shape[1] == c + 2,
                         global_context="global_context.weight" in named,
+                        context_channels=named["context.weight"].shape[1] if "context.weight" in named else 0,
                         decoder_channels=(first.shape[0], *(named[k].shape[0] for _, k in blocks[:2])),
                         # full-resolution decoders end in an Up whose input is that width
                         full_res_channels=named[ups[-1][1]].shape[1] if len(ups) > 2 else NetConfig.full_res_channels)
@@ -129,40 +135,113 @@ def rebuild_decoder(rt: RuntimeModel, task: str) -> TaskDecoder:
     except (KeyError, RuntimeError, ValueError, IndexError) as exc:
         raise TamcModelError(f"{rt.folder}: cannot rebuild the {task} decoder from {spec['file']} ({exc})") from None
     dec.eval()
-    probe = np.random.default_rng(0).standard_normal((1, c, 8, 6)).astype(np.float32)
+    rng = np.random.default_rng(0)
+    probe = rng.standard_normal((1, c, 8, 6)).astype(np.float32)
+    context = rng.standard_normal((1, dec.cfg.context_channels, 8, 6)).astype(np.float32)
     with torch.no_grad():
-        mine = dec(torch.from_numpy(probe)).numpy()
-    theirs = rt.run(None, task, 0, y=probe)[0]
+        mine = dec(torch.from_numpy(probe), context=torch.from_numpy(context) if context.shape[1] else None).numpy()
+    theirs = rt.run(None, task, 0, y=probe, context=context)[0]
     err = float(np.abs(mine - theirs).max()) if mine.shape == theirs.shape else float("inf")
     if not err <= REBUILD_TOLERANCE:
         raise TamcModelError(f"{rt.folder}: the rebuilt {task} decoder differs from {spec['file']} by {err:.3g}")
     return dec
 
 
+def with_context(dec: TaskDecoder, channels: int) -> TaskDecoder:
+    """`dec` widened to also read `channels` of context through a projection that starts at zero,
+    so that it predicts exactly what `dec` did until training moves it."""
+    wide = TaskDecoder(dec.task, replace(dec.cfg, context_channels=channels))
+    state = {**wide.state_dict(), **dec.state_dict()}
+    state["context.weight"] = torch.zeros_like(state["context.weight"])
+    state["context.bias"] = torch.zeros_like(state["context.bias"])
+    wide.load_state_dict(state)
+    return wide.train(dec.training)
+
+
+def fitted_context(rt: RuntimeModel, task: str, context: bool) -> list[str]:
+    """The ancestor groups `task`'s fitted decoder reads: what its source decoder reads, or, for one
+    that reads its group alone, every ancestor of its group when `context`."""
+    return rt.decoder_context(task) or (rt.ancestors(rt.serving[task]) if context else [])
+
+
+def _on_grid(x: torch.Tensor, hw: tuple[int, int]) -> torch.Tensor:
+    """A latent on a decoder's grid, as the codec puts it there (codec.context_on_grid)."""
+    h = x.shape[-2]
+    if h > hw[0]:
+        return F.avg_pool2d(x, h // hw[0])
+    if h < hw[0]:
+        r = hw[0] // h
+        return x.repeat_interleave(r, -2).repeat_interleave(r, -1)
+    return x
+
+
 # --------------------------------------------------------------------------- latents as the codec decodes them
 
-def codec_latents(rt: RuntimeModel, ds, groups: list[str], qualities: np.ndarray, flips: np.ndarray,
-                  progress: bool = False) -> dict[str, np.ndarray]:
-    """Each scene's decoded latents (`EncodeResult.latents`) for `groups`, scene i coded at
-    quality qualities[i], mirrored where flips[i]; float16 to keep 5000 scenes in memory."""
-    from tqdm import tqdm
+def _code_scenes(folder: str, data: str, groups: list[str], tasks: list[str],
+                 scenes: list[tuple[int, int, bool]]) -> dict[str, np.ndarray]:
+    """Decoded latents of `scenes` (index, quality, mirrored) of `data`: codec_latents' work, in a worker."""
+    from .. import codec
+    from ..data.torch_dataset import MultiTaskDataset
 
-    from ..codec import encode_image
-
-    tasks = sorted({t for t, g in rt.serving.items() if g in groups}, key=TASKS.index)
+    rt = RuntimeModel(folder)
+    ds = MultiTaskDataset(data, ("rgb",), train=False)
     out: dict[str, list[np.ndarray]] = {g: [] for g in groups}
-    for i in tqdm(range(len(ds)), desc="latents", unit="scene", disable=not progress, leave=False):
+    for i, q, flip in scenes:
         img = np.asarray(ds.arrays["rgb"][i])
-        if flips[i]:
-            img = img[:, ::-1]
-        res = encode_image(np.ascontiguousarray(img), tasks, int(qualities[i]), rt)
+        res = codec.encode_image(np.ascontiguousarray(img[:, ::-1] if flip else img), tasks, q, rt)
         for g in groups:
             out[g].append(res.latents[g][0].astype(np.float16))
     return {g: np.stack(v) for g, v in out.items()}
 
 
+def _one_thread() -> None:
+    """A coding worker's start: the workers share the cores, and the parameter graphs use one anyway."""
+    from .. import codec
+
+    codec.WORK_THREADS = 1
+
+
+def codec_latents(rt: RuntimeModel, ds, groups: list[str], qualities: np.ndarray, flips: np.ndarray,
+                  progress: bool = False, workers: int = 0) -> dict[str, np.ndarray]:
+    """Each scene's decoded latents (`EncodeResult.latents`) for `groups`, scene i coded at
+    quality qualities[i], mirrored where flips[i]; float16 to keep 5000 scenes in memory.
+
+    `workers` processes (0: one per core) code chunks of scenes side by side, each on one thread:
+    the parameter graphs are small and serial, so one process leaves a core idle most of the time.
+    The latents are the same whatever the number of threads (onnxruntime's convolutions split work
+    by output, never a sum)."""
+    from concurrent.futures import ProcessPoolExecutor
+    import multiprocessing
+
+    from tqdm import tqdm
+
+    tasks = sorted({t for t, g in rt.serving.items() if g in groups}, key=TASKS.index)
+    scenes = [(i, int(qualities[i]), bool(flips[i])) for i in range(len(ds))]
+    workers = workers or (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
+    # chunks small enough to share out evenly and to move the progress bar, large enough to cost
+    # little in passing results back
+    size = max(1, min(50, len(scenes) // (4 * workers)))
+    chunks = [scenes[k:k + size] for k in range(0, len(scenes), size)]
+    args = (str(rt.folder), ds.path, groups, tasks)
+    bar = tqdm(total=len(scenes), desc="latents", unit="scene", disable=not progress, leave=False)
+    parts = []
+    if workers <= 1 or len(chunks) == 1:
+        for c in chunks:
+            parts.append(_code_scenes(*args, c))
+            bar.update(len(c))
+    else:
+        # spawned, not forked: the parent holds torch's and onnxruntime's thread pools
+        with ProcessPoolExecutor(min(workers, len(chunks)), mp_context=multiprocessing.get_context("spawn"),
+                                 initializer=_one_thread) as pool:
+            for c, part in zip(chunks, pool.map(_code_scenes, *zip(*[(*args, c) for c in chunks]))):
+                parts.append(part)
+                bar.update(len(c))
+    bar.close()
+    return {g: np.concatenate([p[g] for p in parts]) for g in groups}
+
+
 def _cached_latents(path: Path, rt: RuntimeModel, ds, groups: list[str], qualities: np.ndarray,
-                    flips: np.ndarray, log, progress: bool) -> dict[str, np.ndarray]:
+                    flips: np.ndarray, log, progress: bool, workers: int = 0) -> dict[str, np.ndarray]:
     """codec_latents, kept in `path` for a resumed run (valid for the same coding and draws: a model
     whose decoders this stage replaced codes, and caches, like its source)."""
     key = f"{rt.coding_id}:{len(ds)}:{qualities.tobytes().hex()[:64]}:{int(flips.sum())}"
@@ -171,7 +250,7 @@ def _cached_latents(path: Path, rt: RuntimeModel, ds, groups: list[str], qualiti
             if str(z["key"]) == key and all(g in z.files for g in groups):
                 return {g: z[g] for g in groups}
     t0 = time.time()
-    lat = codec_latents(rt, ds, groups, qualities, flips, progress)
+    lat = codec_latents(rt, ds, groups, qualities, flips, progress, workers)
     from ..atomic import atomic_path
 
     with atomic_path(path) as tmp:
@@ -216,13 +295,14 @@ class _Source:
     """A folder of scenes, the quality and mirroring each is coded with, and their latents."""
 
     def __init__(self, name: str, path: str, rt: RuntimeModel, groups: list[str], tasks: list[str],
-                 scales: _Scales, cfg: DecoderStageConfig, cache: Path, draw, limit: int | None, log, progress: bool):
+                 scales: _Scales, cfg: DecoderStageConfig, cache: Path, draw, limit: int | None, log, progress: bool,
+                 workers: int = 0):
         from ..data.torch_dataset import MultiTaskDataset
 
         self.name, self.path = name, path
         self.ds = MultiTaskDataset(path, train=False, limit=limit)
         self.qualities, self.flips = draw(len(self.ds))
-        self.latents = _cached_latents(cache, rt, self.ds, groups, self.qualities, self.flips, log, progress)
+        self.latents = _cached_latents(cache, rt, self.ds, groups, self.qualities, self.flips, log, progress, workers)
         self.batch = max(1, round(cfg.batch_pixels / (self.ds.size * self.ds.size)))
         self.scales = {t: scales.of(t, self.ds.size, self.ds.size) for t in tasks}
         # where the source model's own decoders work: what "before" is measured at
@@ -241,8 +321,8 @@ class _Source:
         return lat, targets
 
 
-def _losses(decoders, serving, src: _Source, idx: np.ndarray, trivial: dict[str, float],
-            grad: bool, bf16: bool = False, at_source: bool = False) -> dict[str, torch.Tensor]:
+def _losses(decoders, serving, contexts: dict[str, list[str]], src: _Source, idx: np.ndarray,
+            trivial: dict[str, float], grad: bool, bf16: bool = False, at_source: bool = False) -> dict[str, torch.Tensor]:
     from ..tasks.losses import task_loss
 
     lat, targets = src.batch_at(idx, list(decoders))
@@ -254,14 +334,15 @@ def _losses(decoders, serving, src: _Source, idx: np.ndarray, trivial: dict[str,
             x = lat[serving[t]]
             if ft > fg:  # the codec's area downsampling (codec.downsample) of the latent
                 x = F.avg_pool2d(x, ft // fg)
+            ctx = [_on_grid(lat[a], x.shape[-2:]) for a in contexts[t]]
             with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-                pred = dec(x)
+                pred = dec(x, context=torch.cat(ctx, 1) if ctx else None)
             pred = _upsampled(pred.float(), ft, y.shape[-2], y.shape[-1])
             out[t] = task_loss(t, pred, y) / trivial[t]
     return out
 
 
-def _validate(decoders, serving, sources: list[_Source], trivial,
+def _validate(decoders, serving, contexts, sources: list[_Source], trivial,
               at_source: bool = False) -> tuple[dict[str, float], dict[str, dict]]:
     """Mean loss / trivial per task, each (folder, quality) weighing the same, and per source;
     `at_source`: each decoder at the scale the source model decodes it."""
@@ -273,7 +354,7 @@ def _validate(decoders, serving, sources: list[_Source], trivial,
         n = len(src.ds)
         for i in range(0, n, src.batch):
             idx = np.arange(i, min(n, i + src.batch))
-            for t, v in _losses(decoders, serving, src, idx, trivial, grad=False, at_source=at_source).items():
+            for t, v in _losses(decoders, serving, contexts, src, idx, trivial, grad=False, at_source=at_source).items():
                 sums[t] += float(v) * len(idx)
         per_source[src.name] = {t: v / n for t, v in sums.items()}
     for d in decoders.values():
@@ -282,8 +363,19 @@ def _validate(decoders, serving, sources: list[_Source], trivial,
     return mean, per_source
 
 
-def train_decoders(cfg: DecoderStageConfig, progress: bool = True, log=print) -> tuple[dict, dict[str, TaskDecoder]]:
-    """Fit the decoders; returns (record, {task: best decoder}). Resumes from OUT/checkpoint.pt."""
+def _same_settings(saved: dict | None, cfg: DecoderStageConfig) -> bool:
+    """Whether a checkpoint's settings are `cfg`'s, a setting it predates counting as its default
+    (a run of an older tamc resumes rather than starting again)."""
+    if not isinstance(saved, dict):
+        return False
+    defaults = {f.name: f.default for f in fields(DecoderStageConfig) if f.default is not MISSING}
+    return {**defaults, **saved} == asdict(cfg)
+
+
+def train_decoders(cfg: DecoderStageConfig, progress: bool = True, log=print,
+                   workers: int = 0) -> tuple[dict, dict[str, TaskDecoder]]:
+    """Fit the decoders; returns (record, {task: best decoder}). Resumes from OUT/checkpoint.pt.
+    `workers`: processes coding the scenes (codec_latents; 0: one per core), never the results."""
     from tqdm import tqdm
 
     if cfg.precision not in PRECISIONS:
@@ -301,7 +393,8 @@ def train_decoders(cfg: DecoderStageConfig, progress: bool = True, log=print) ->
                              "the decoders' losses cannot be weighed")
     work = Path(cfg.out)
     work.mkdir(parents=True, exist_ok=True)
-    groups = sorted({rt.serving[t] for t in tasks}, key=rt.order.index)
+    contexts = {t: fitted_context(rt, t, cfg.context) for t in tasks}
+    groups = sorted({rt.serving[t] for t in tasks} | {a for t in tasks for a in contexts[t]}, key=rt.order.index)
     rng = np.random.default_rng(cfg.seed)
 
     def random_draw(n: int) -> tuple[np.ndarray, np.ndarray]:
@@ -309,21 +402,25 @@ def train_decoders(cfg: DecoderStageConfig, progress: bool = True, log=print) ->
 
     scales = _Scales(rt, scene_tasks(rt, tasks, cfg.scene_decoding))
     sources = [_Source(Path(p).name, p, rt, groups, tasks, scales, cfg, work / f"latents_{k}_{Path(p).name}.npz",
-                       random_draw, cfg.limit, log, progress) for k, p in enumerate(cfg.data)]
+                       random_draw, cfg.limit, log, progress, workers) for k, p in enumerate(cfg.data)]
     vq = cfg.val_qualities or sorted({min(3, rt.qualities), rt.qualities})
     # named "<folder> q<quality>" in the record
     val_sources = [_Source(f"{Path(p).name} q{q}", p, rt, groups, tasks, scales, cfg,
                            work / f"val_{k}_{Path(p).name}_q{q}.npz", lambda n, q=q: (np.full(n, q), np.zeros(n, bool)),
-                           cfg.val_limit, log, progress)
+                           cfg.val_limit, log, progress, workers)
                    for k, p in enumerate(cfg.val) for q in vq]
 
-    decoders = {t: rebuild_decoder(rt, t).train() for t in tasks}
+    decoders = {}
+    for t in tasks:
+        dec = rebuild_decoder(rt, t).train()
+        width = len(contexts[t]) * int(rt.manifest["latent_channels"])
+        decoders[t] = dec if dec.cfg.context_channels == width else with_context(dec, width)
     params = [p for d in decoders.values() for p in d.parameters()]
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=1e-4)
     ckpt_path = work / "checkpoint.pt"
     state = load_checkpoint(ckpt_path)
     start, history, elapsed = 0, [], 0.0
-    if state is not None and state.get("config") == asdict(cfg):
+    if state is not None and _same_settings(state.get("config"), cfg):
         for t, d in decoders.items():
             d.load_state_dict(state["decoders"][t])
         opt.load_state_dict(state["opt"])
@@ -331,9 +428,9 @@ def train_decoders(cfg: DecoderStageConfig, progress: bool = True, log=print) ->
         best, best_state = state["best"], state["best_state"]
         log(f"resumed at step {start}")
     else:
-        source, by_source = _validate(decoders, rt.serving, val_sources, trivial, at_source=True)
+        source, by_source = _validate(decoders, rt.serving, contexts, val_sources, trivial, at_source=True)
         history.append({"step": "source", "val": source, "by_source": by_source})
-        first, by_source = _validate(decoders, rt.serving, val_sources, trivial)
+        first, by_source = _validate(decoders, rt.serving, contexts, val_sources, trivial)
         history.append({"step": 0, "val": first, "by_source": by_source})
         best = dict(first)
         best_state = {t: {k: v.clone() for k, v in d.state_dict().items()} for t, d in decoders.items()}
@@ -344,7 +441,7 @@ def train_decoders(cfg: DecoderStageConfig, progress: bool = True, log=print) ->
         src = sources[(step - 1) % len(sources)]
         draw = np.random.default_rng([cfg.seed, step])
         idx = draw.integers(0, len(src.ds), src.batch)
-        losses = _losses(decoders, rt.serving, src, idx, trivial, grad=True, bf16=cfg.precision == "bf16")
+        losses = _losses(decoders, rt.serving, contexts, src, idx, trivial, grad=True, bf16=cfg.precision == "bf16")
         for group in opt.param_groups:
             group["lr"] = warmup_cosine_lr(cfg.lr, step - 1, cfg.steps, warmup=max(1, cfg.steps // 20))
         opt.zero_grad(set_to_none=True)
@@ -355,7 +452,7 @@ def train_decoders(cfg: DecoderStageConfig, progress: bool = True, log=print) ->
         bar.update(1)
         bar.set_postfix({t[:4]: f"{v:.3f}" for t, v in running.items()})
         if step % cfg.eval_every == 0 or step == cfg.steps:
-            val, by_source = _validate(decoders, rt.serving, val_sources, trivial)
+            val, by_source = _validate(decoders, rt.serving, contexts, val_sources, trivial)
             history.append({"step": step, "val": val, "by_source": by_source})
             for t, v in val.items():
                 if v < best[t]:
@@ -377,6 +474,7 @@ def train_decoders(cfg: DecoderStageConfig, progress: bool = True, log=print) ->
         "source_model": rt.id,
         "scene_tasks": sorted(scales.scene_tasks, key=TASKS.index),
         "scene_size": scales.size,
+        "context": contexts,
         "val_qualities": vq,
         "val": [{"path": s.path, "scenes": len(s.ds), "size": s.ds.size} for s in val_sources[::len(vq)]],
         "seconds": round(time.time() - t0, 1),

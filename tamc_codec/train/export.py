@@ -59,10 +59,11 @@ def round_to_float16(model: nn.Module) -> None:
                 t.copy_(t.half().float())
 
 
-def _onnx_bytes(module: nn.Module, args: tuple, inputs: list[str], outputs: list[str]) -> bytes:
+def _onnx_bytes(module: nn.Module, args: tuple, inputs: list[str], outputs: list[str],
+                kwargs: dict | None = None) -> bytes:
     dyn = {n: {2: f"{n}_h", 3: f"{n}_w"} for n in inputs + outputs}
     buf = io.BytesIO()
-    torch.onnx.export(module.eval(), args, buf, input_names=inputs, output_names=outputs, dynamic_axes=dyn,
+    torch.onnx.export(module.eval(), args, buf, kwargs=kwargs, input_names=inputs, output_names=outputs, dynamic_axes=dyn,
                       opset_version=OPSET, dynamo=False, do_constant_folding=True)
     return _float16_weights(buf.getvalue())
 
@@ -231,13 +232,15 @@ def export_model(codec_pt: str | Path, out_dir: str | Path, *, name: str, proven
 
 def replace_decoders(model_dir: str | Path, out_dir: str | Path, decoders: dict[str, nn.Module], *,
                      name: str | None = None, record: dict | None = None,
-                     scene_tasks: list[str] | None = None) -> dict:
+                     scene_tasks: list[str] | None = None, context: dict[str, list[str]] | None = None) -> dict:
     """Write a copy of an exported model with some task decoders replaced; returns its manifest.
 
     Everything that codes (analysis, entropy graphs, tables) is copied byte for byte, so the new
     model writes the same bits as the old one; only the decoders' files, what they read
     (`scene_tasks`: the tasks decoded at scene scale, CONTRACT.md; None keeps the source's) and
     with them the model id change. `record` goes into the manifest's provenance under "decoders".
+    `context` names the ancestor groups each new decoder reads besides its own (CONTRACT.md,
+    decoder context; a decoder not named reads its group alone).
     """
     from ..errors import TamcInputError
     from ..runtime.manifest import read_manifest, read_reference
@@ -251,9 +254,19 @@ def replace_decoders(model_dir: str | Path, out_dir: str | Path, decoders: dict[
         raise TamcInputError(f"{src}: the model has no decoder for {', '.join(unknown)}")
     c = int(manifest["latent_channels"])
     files = {f: (src / f).read_bytes() for f in manifest["files"]}
+    specs = dict(manifest["decoders"])
     for t, module in decoders.items():
         round_to_float16(module)
-        files[manifest["decoders"][t]["file"]] = _onnx_bytes(module, (torch.rand(1, c, 8, 8),), ["y"], ["pred"])
+        reads = list((context or {}).get(t, ()))
+        specs[t] = {k: v for k, v in specs[t].items() if k != "context"}
+        specs[t]["inputs"] = ["y", "context"] if reads else ["y"]
+        width = getattr(getattr(module, "cfg", None), "context_channels", 0)
+        if width != c * len(reads):
+            raise ValueError(f"the {t} decoder reads {width} context channels, not {c} x {len(reads)} groups")
+        if reads:
+            specs[t]["context"] = reads
+        kwargs = {"context": torch.rand(1, width, 8, 8)} if reads else None
+        files[specs[t]["file"]] = _onnx_bytes(module, (torch.rand(1, c, 8, 8),), specs[t]["inputs"], ["pred"], kwargs)
     previous = _previous_files(out)
     out.mkdir(parents=True, exist_ok=True)
     for fname, data in files.items():
@@ -263,6 +276,7 @@ def replace_decoders(model_dir: str | Path, out_dir: str | Path, decoders: dict[
     same = [*manifest.get("same_coding_as", []), manifest["model_id"]]
     manifest = {k: v for k, v in manifest.items() if k != "model_id"}
     manifest["same_coding_as"] = same
+    manifest["decoders"] = specs
     manifest["name"] = name or out.name
     manifest["provenance"] = {**manifest.get("provenance", {}), "decoders": record or {}}
     if scene_tasks is not None:
