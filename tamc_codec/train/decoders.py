@@ -165,7 +165,7 @@ def fitted_context(rt: RuntimeModel, task: str, context: bool) -> list[str]:
 
 
 def _on_grid(x: torch.Tensor, hw: tuple[int, int]) -> torch.Tensor:
-    """A latent on a decoder's grid, as the codec puts it there (codec.context_on_grid)."""
+    """A latent on a decoder's grid, as the codec puts it there (codec._on_grid)."""
     h = x.shape[-2]
     if h > hw[0]:
         return F.avg_pool2d(x, h // hw[0])
@@ -177,21 +177,31 @@ def _on_grid(x: torch.Tensor, hw: tuple[int, int]) -> torch.Tensor:
 
 # --------------------------------------------------------------------------- latents as the codec decodes them
 
-def _code_scenes(folder: str, data: str, groups: list[str], tasks: list[str],
+def _code_scenes(rt: RuntimeModel, ds, groups: list[str], tasks: list[str],
                  scenes: list[tuple[int, int, bool]]) -> dict[str, np.ndarray]:
-    """Decoded latents of `scenes` (index, quality, mirrored) of `data`: codec_latents' work, in a worker."""
-    from .. import codec
-    from ..data.torch_dataset import MultiTaskDataset
+    """Decoded latents of `scenes` (index, quality, mirrored) of `ds`: codec_latents' work."""
+    from ..codec import encode_image
 
-    rt = RuntimeModel(folder)
-    ds = MultiTaskDataset(data, ("rgb",), train=False)
     out: dict[str, list[np.ndarray]] = {g: [] for g in groups}
     for i, q, flip in scenes:
         img = np.asarray(ds.arrays["rgb"][i])
-        res = codec.encode_image(np.ascontiguousarray(img[:, ::-1] if flip else img), tasks, q, rt)
+        res = encode_image(np.ascontiguousarray(img[:, ::-1] if flip else img), tasks, q, rt)
         for g in groups:
             out[g].append(res.latents[g][0].astype(np.float16))
     return {g: np.stack(v) for g, v in out.items()}
+
+
+#: a coding worker's model and scenes, opened at its first chunk and kept for the next ones
+_WORKER_OPEN: dict[tuple[str, str], tuple[RuntimeModel, object]] = {}
+
+
+def _worker_chunk(folder: str, data: str, groups: list[str], tasks: list[str],
+                  scenes: list[tuple[int, int, bool]]) -> dict[str, np.ndarray]:
+    from ..data.torch_dataset import MultiTaskDataset
+
+    if (folder, data) not in _WORKER_OPEN:
+        _WORKER_OPEN[(folder, data)] = (RuntimeModel(folder), MultiTaskDataset(data, ("rgb",), train=False))
+    return _code_scenes(*_WORKER_OPEN[(folder, data)], groups, tasks, scenes)
 
 
 def _one_thread() -> None:
@@ -222,18 +232,18 @@ def codec_latents(rt: RuntimeModel, ds, groups: list[str], qualities: np.ndarray
     # little in passing results back
     size = max(1, min(50, len(scenes) // (4 * workers)))
     chunks = [scenes[k:k + size] for k in range(0, len(scenes), size)]
-    args = (str(rt.folder), ds.path, groups, tasks)
     bar = tqdm(total=len(scenes), desc="latents", unit="scene", disable=not progress, leave=False)
     parts = []
     if workers <= 1 or len(chunks) == 1:
         for c in chunks:
-            parts.append(_code_scenes(*args, c))
+            parts.append(_code_scenes(rt, ds, groups, tasks, c))
             bar.update(len(c))
     else:
+        args = (str(rt.folder), ds.path, groups, tasks)
         # spawned, not forked: the parent holds torch's and onnxruntime's thread pools
         with ProcessPoolExecutor(min(workers, len(chunks)), mp_context=multiprocessing.get_context("spawn"),
                                  initializer=_one_thread) as pool:
-            for c, part in zip(chunks, pool.map(_code_scenes, *zip(*[(*args, c) for c in chunks]))):
+            for c, part in zip(chunks, pool.map(_worker_chunk, *zip(*[(*args, c) for c in chunks]))):
                 parts.append(part)
                 bar.update(len(c))
     bar.close()
