@@ -45,6 +45,7 @@ def main() -> None:
     latents = codec_latents(rt, ds, rt.needed_groups(["seg"]), np.full(n, q), np.zeros(n, bool))
     confusion = np.zeros((k, k), np.int64)
     ce_sum, px = np.zeros(len(BANDS)), np.zeros(len(BANDS), np.int64)
+    per_image = []  # the training loss of each picture (task_loss: mean over its labelled pixels)
     for i in range(n):
         pred = task_prediction(rt, "seg", {g: v[i:i + 1].astype(np.float32) for g, v in latents.items()},
                                ds.size, ds.size)
@@ -53,6 +54,7 @@ def main() -> None:
         np.add.at(confusion, (label[valid], pred.argmax(0)[valid]), 1)
         ce = F.cross_entropy(torch.from_numpy(pred)[None], torch.from_numpy(label)[None], ignore_index=SEG_IGNORE,
                              reduction="none")[0].numpy()
+        per_image.append(float(ce[valid].mean()))
         boundary = np.zeros(label.shape, bool)
         boundary[:-1] |= label[:-1] != label[1:]
         boundary[:, :-1] |= label[:, :-1] != label[:, 1:]
@@ -75,7 +77,9 @@ def main() -> None:
     bands = [{"distance_px": f"{lo}-{hi}" if hi is not None else f">={lo}", "pixels": round(float(px[b] / px.sum()), 3),
               "mean_ce": round(float(ce_sum[b] / max(px[b], 1)), 3), "share_of_ce": round(float(ce_sum[b] / ce_sum.sum()), 3)}
              for b, (lo, hi) in enumerate(BANDS)]
-    print(f"{args.model} on {n} scenes of {args.data}, q{q}: mIoU {np.mean([r['iou'] for r in rows]):.3f}")
+    over_trivial = float(np.mean(per_image)) / rt.trivial_loss["seg"] if rt.trivial_loss else None
+    print(f"{args.model} on {n} scenes of {args.data}, q{q}: mIoU {np.mean([r['iou'] for r in rows]):.3f}"
+          + (f", loss / trivial {over_trivial:.3f}" if over_trivial is not None else ""))
     print(f"{'class':10s} {'pixels':>7s} {'recall':>7s} {'IoU':>6s}  mistaken for")
     for r in rows:
         print(f"{r['class']:10s} {r['pixels']:7.3f} {r['recall']:7.3f} {r['iou']:6.3f}  "
@@ -84,7 +88,7 @@ def main() -> None:
         f"{b['distance_px']} px: {b['pixels']:.1%} of pixels, {b['share_of_ce']:.1%} of the cross-entropy" for b in bands))
     out = Path(args.out or Path(__file__).parent / "results" / f"seg_errors_{Path(args.data).name}.json")
     out.write_text(json.dumps({"model": rt.id, "data": args.data, "images": n, "quality": q,
-                               "miou": float(np.mean([r["iou"] for r in rows])), "classes": rows, "boundary_bands": bands},
+                               "miou": float(np.mean([r["iou"] for r in rows])), "loss_over_trivial": over_trivial, "classes": rows, "boundary_bands": bands},
                               indent=1) + "\n")
 
 
