@@ -168,4 +168,4 @@ def test_card_states_stage3_with_its_validation_before_and_after(tmp_path):
     assert "seg decoded at scene scale" in text
     assert "seg reads `keypoint+rgb`" in text
     assert "seg 0.600 → 0.445 (val 0.450 → 0.410; val512 0.730 → 0.470 at the highest quality)" in text
-    assert "STEPS3=500 LR3=0.0003 bin/train-default" in text
+    assert "STEPS3=500 LR3=0.0003 AUGMENT3=0 bin/train-default" in text

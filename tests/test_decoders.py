@@ -60,6 +60,11 @@ def test_scenes_coded_by_several_workers_give_the_same_latents(tiny_model):
     assert set(one) == set(rt.order) and len(one[rt.order[0]]) == len(ds) > 2
     for g in rt.order:
         np.testing.assert_array_equal(one[g], two[g])
+    # a photometric change per scene, the same whoever codes it
+    aug = codec_latents(rt, ds, rt.order, qualities, flips, workers=2, augment=True)
+    for g in rt.order:
+        np.testing.assert_array_equal(aug[g], codec_latents(rt, ds, [g], qualities, flips, workers=1, augment=True)[g])
+        assert not np.array_equal(aug[g], one[g])
     # what the codec itself decodes from scene 1, mirrored or not
     img = np.asarray(ds.arrays["rgb"][1])
     enc = encode_image(np.ascontiguousarray(img[:, ::-1] if flips[1] else img), "all", int(qualities[1]), rt)
@@ -151,6 +156,17 @@ def test_a_finished_run_resumes_to_the_same_record(fitted):
     cfg, record, _, _ = fitted
     again, _ = train_decoders(cfg, progress=False, log=lambda m: None)
     assert again["after"] == record["after"] and again["history"] == record["history"]
+
+
+def test_augmenting_refuses_tasks_labelled_by_the_pixels(tiny_model, tmp_path):
+    from tamc_codec.errors import TamcInputError
+
+    train = str(tiny_model.parent / "train")
+    cfg = DecoderStageConfig(model=str(tiny_model), data=[train], val=[train], out=str(tmp_path / "run"),
+                             tasks=["seg", "edge"], steps=1, augment=True)
+    with pytest.raises(TamcInputError, match="edge"):
+        train_decoders(cfg, progress=False, log=lambda m: None)
+    assert not (tmp_path / "run").exists()
 
 
 def test_a_checkpoint_older_than_a_setting_resumes_with_its_default():

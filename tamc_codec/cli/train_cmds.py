@@ -229,6 +229,9 @@ def stage2(anchor, dag_file, data, val, out, lambdas, gain_range, steps_entropy,
               help="Each fitted decoder also reads the latents of its group's DAG ancestors, which decoding "
                    "its task decodes first anyway: no extra bits (CONTRACT.md, decoder context; on the "
                    "shipped model it gained nothing, docs/TRAINING.md).")
+@click.option("--augment/--no-augment", default=False, show_default=True,
+              help="Code each training scene under a random change of exposure, contrast, colour balance "
+                   "and gamma (scene tasks only; docs/TRAINING.md, stage 3).")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--eval-every", type=int, default=500, show_default=True)
 @click.option("--limit", type=int, default=None, help="Use the first N scenes of each --data folder.")
@@ -237,7 +240,7 @@ def stage2(anchor, dag_file, data, val, out, lambdas, gain_range, steps_entropy,
               help="Processes coding the scenes, one thread each (0: one per core). Changes no result.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
 def decoders(model, data, val, out, export_to, tasks, steps, batch_pixels, lr, precision, scene_decoding, context,
-             seed, eval_every, limit, val_limit, workers, quiet) -> None:
+             augment, seed, eval_every, limit, val_limit, workers, quiet) -> None:
     """Stage 3: fit an exported model's task decoders to the latents its codec decodes.
 
     Each training scene is coded whole by the model itself, at a random quality, and the
@@ -262,7 +265,7 @@ def decoders(model, data, val, out, export_to, tasks, steps, batch_pixels, lr, p
     names = [] if tasks == "all" else parse_task_list(tasks)
     cfg = DecoderStageConfig(model=model, data=list(data), val=list(val), out=out, tasks=names, steps=steps,
                              batch_pixels=batch_pixels, lr=lr, precision=precision, scene_decoding=scene_decoding,
-                             context=context, seed=seed, eval_every=eval_every, limit=limit, val_limit=val_limit)
+                             context=context, augment=augment, seed=seed, eval_every=eval_every, limit=limit, val_limit=val_limit)
     rec, fitted = train_decoders(cfg, progress=not quiet, log=lambda m: click.echo(m, err=True), workers=workers)
     for t in TASKS:
         if t in rec["after"]:

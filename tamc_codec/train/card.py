@@ -31,7 +31,7 @@ def _fmt(v) -> str:
 
 
 # bin/train-default's defaults for the settings the card may have to name
-_SCRIPT_DEFAULTS = {"STEPS1B": 3000, "LR1B": 5e-4, "DEVICE1B": "cpu", "LOWEST_BLEND": 0.75, "STEPS3": 1000, "LR3": 1e-3}
+_SCRIPT_DEFAULTS = {"STEPS1B": 3000, "LR1B": 5e-4, "DEVICE1B": "cpu", "LOWEST_BLEND": 0.75, "STEPS3": 1000, "LR3": 1e-3, "AUGMENT3": 1}
 
 
 def _recipe_command(s1: dict, s1b: dict | None, s3: dict | None, manifest: dict) -> str:
@@ -52,6 +52,7 @@ def _recipe_command(s1: dict, s1b: dict | None, s3: dict | None, manifest: dict)
     env["STEPS3"] = s3["config"]["steps"] if s3 else 0
     if s3:
         env["LR3"] = s3["config"]["lr"]
+        env["AUGMENT3"] = int(bool(s3["config"].get("augment", False)))
     env = {k: v for k, v in env.items() if k not in _SCRIPT_DEFAULTS or v != _SCRIPT_DEFAULTS[k]}
     return " ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in env.items()) \
         + (" " if env else "") + "bin/train-default"
@@ -65,8 +66,8 @@ def _stage3_line(s3: dict) -> str:
     scene = s3.get("scene_tasks") or []
     text = (f"- Stage 3: the exported model's {', '.join(s3['after'])} decoders fitted for {c['steps']} steps, "
             f"lr {c['lr']:g}, to the latents its own codec decodes from whole training scenes ({seen}, each coded "
-            f"at a random quality); encoders, entropy models and so every coded bit untouched (`tamc train "
-            f"decoders`); {s3['seconds'] / 60:.1f} min.")
+            f"at a random quality{', under a random photometric change' if c.get('augment') else ''}); encoders, "
+            f"entropy models and so every coded bit untouched (`tamc train decoders`); {s3['seconds'] / 60:.1f} min.")
     if scene:
         text += (f" {', '.join(scene)} decoded at scene scale: on a picture larger than the {s3['scene_size']}² "
                  f"training scenes the decoder reads its group's latent pooled to their scale.")

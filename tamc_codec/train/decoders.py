@@ -62,6 +62,10 @@ class DecoderStageConfig:
     # decodes anyway (CONTRACT.md, decoder context): more to read at no cost in bits. Off by default:
     # on the shipped model it changed no validation loss by more than 0.001 (docs/TRAINING.md)
     context: bool = False
+    # code each training scene with a random photometric change (brightness, contrast, colour
+    # balance, gamma): decoders see latents of surfaces unlike the training textures. Only for
+    # tasks whose labels do not depend on the pixels' values (seg, depth, normal)
+    augment: bool = False
     seed: int = 0
     eval_every: int = 500
     val_qualities: list[int] = field(default_factory=list)  # [] = 3 and the highest
@@ -177,14 +181,27 @@ def _on_grid(x: torch.Tensor, hw: tuple[int, int]) -> torch.Tensor:
 
 # --------------------------------------------------------------------------- latents as the codec decodes them
 
+def photometric_change(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """`img` (H, W, 3 uint8) under a random change of exposure, contrast, colour balance and gamma;
+    geometry, and so seg, depth and normal labels, untouched."""
+    x = img.astype(np.float32) / 255.0
+    x = x ** rng.uniform(0.8, 1.25)
+    mean = x.mean()
+    x = (x - mean) * rng.uniform(0.7, 1.3) + mean
+    x = x * rng.uniform(0.7, 1.3) * rng.uniform(0.85, 1.15, 3)
+    return np.rint(np.clip(x, 0.0, 1.0) * 255).astype(np.uint8)
+
+
 def _code_scenes(rt: RuntimeModel, ds, groups: list[str], tasks: list[str],
-                 scenes: list[tuple[int, int, bool]]) -> dict[str, np.ndarray]:
+                 scenes: list[tuple[int, int, bool]], augment: bool = False) -> dict[str, np.ndarray]:
     """Decoded latents of `scenes` (index, quality, mirrored) of `ds`: codec_latents' work."""
     from ..codec import encode_image
 
     out: dict[str, list[np.ndarray]] = {g: [] for g in groups}
     for i, q, flip in scenes:
         img = np.asarray(ds.arrays["rgb"][i])
+        if augment:  # seeded by the scene, so that the cache and any worker split agree
+            img = photometric_change(img, np.random.default_rng([17, i]))
         res = encode_image(np.ascontiguousarray(img[:, ::-1] if flip else img), tasks, q, rt)
         for g in groups:
             out[g].append(res.latents[g][0].astype(np.float16))
@@ -196,12 +213,12 @@ _WORKER_OPEN: dict[tuple[str, str], tuple[RuntimeModel, object]] = {}
 
 
 def _worker_chunk(folder: str, data: str, groups: list[str], tasks: list[str],
-                  scenes: list[tuple[int, int, bool]]) -> dict[str, np.ndarray]:
+                  scenes: list[tuple[int, int, bool]], augment: bool = False) -> dict[str, np.ndarray]:
     from ..data.torch_dataset import MultiTaskDataset
 
     if (folder, data) not in _WORKER_OPEN:
         _WORKER_OPEN[(folder, data)] = (RuntimeModel(folder), MultiTaskDataset(data, ("rgb",), train=False))
-    return _code_scenes(*_WORKER_OPEN[(folder, data)], groups, tasks, scenes)
+    return _code_scenes(*_WORKER_OPEN[(folder, data)], groups, tasks, scenes, augment)
 
 
 def _one_thread() -> None:
@@ -212,7 +229,7 @@ def _one_thread() -> None:
 
 
 def codec_latents(rt: RuntimeModel, ds, groups: list[str], qualities: np.ndarray, flips: np.ndarray,
-                  progress: bool = False, workers: int = 0) -> dict[str, np.ndarray]:
+                  progress: bool = False, workers: int = 0, augment: bool = False) -> dict[str, np.ndarray]:
     """Each scene's decoded latents (`EncodeResult.latents`) for `groups`, scene i coded at
     quality qualities[i], mirrored where flips[i]; float16 to keep 5000 scenes in memory.
 
@@ -236,14 +253,14 @@ def codec_latents(rt: RuntimeModel, ds, groups: list[str], qualities: np.ndarray
     parts = []
     if workers <= 1 or len(chunks) == 1:
         for c in chunks:
-            parts.append(_code_scenes(rt, ds, groups, tasks, c))
+            parts.append(_code_scenes(rt, ds, groups, tasks, c, augment))
             bar.update(len(c))
     else:
         args = (str(rt.folder), ds.path, groups, tasks)
         # spawned, not forked: the parent holds torch's and onnxruntime's thread pools
         with ProcessPoolExecutor(min(workers, len(chunks)), mp_context=multiprocessing.get_context("spawn"),
                                  initializer=_one_thread) as pool:
-            for c, part in zip(chunks, pool.map(_worker_chunk, *zip(*[(*args, c) for c in chunks]))):
+            for c, part in zip(chunks, pool.map(_worker_chunk, *zip(*[(*args, c, augment) for c in chunks]))):
                 parts.append(part)
                 bar.update(len(c))
     bar.close()
@@ -251,16 +268,17 @@ def codec_latents(rt: RuntimeModel, ds, groups: list[str], qualities: np.ndarray
 
 
 def _cached_latents(path: Path, rt: RuntimeModel, ds, groups: list[str], qualities: np.ndarray,
-                    flips: np.ndarray, log, progress: bool, workers: int = 0) -> dict[str, np.ndarray]:
+                    flips: np.ndarray, log, progress: bool, workers: int = 0,
+                    augment: bool = False) -> dict[str, np.ndarray]:
     """codec_latents, kept in `path` for a resumed run (valid for the same coding and draws: a model
     whose decoders this stage replaced codes, and caches, like its source)."""
-    key = f"{rt.coding_id}:{len(ds)}:{qualities.tobytes().hex()[:64]}:{int(flips.sum())}"
+    key = f"{rt.coding_id}:{len(ds)}:{qualities.tobytes().hex()[:64]}:{int(flips.sum())}" + (":aug" if augment else "")
     if path.exists():
         with np.load(path) as z:
             if str(z["key"]) == key and all(g in z.files for g in groups):
                 return {g: z[g] for g in groups}
     t0 = time.time()
-    lat = codec_latents(rt, ds, groups, qualities, flips, progress, workers)
+    lat = codec_latents(rt, ds, groups, qualities, flips, progress, workers, augment)
     from ..atomic import atomic_path
 
     with atomic_path(path) as tmp:
@@ -306,13 +324,14 @@ class _Source:
 
     def __init__(self, name: str, path: str, rt: RuntimeModel, groups: list[str], tasks: list[str],
                  scales: _Scales, cfg: DecoderStageConfig, cache: Path, draw, limit: int | None, log, progress: bool,
-                 workers: int = 0):
+                 workers: int = 0, augment: bool = False):
         from ..data.torch_dataset import MultiTaskDataset
 
         self.name, self.path = name, path
         self.ds = MultiTaskDataset(path, train=False, limit=limit)
         self.qualities, self.flips = draw(len(self.ds))
-        self.latents = _cached_latents(cache, rt, self.ds, groups, self.qualities, self.flips, log, progress, workers)
+        self.latents = _cached_latents(cache, rt, self.ds, groups, self.qualities, self.flips, log, progress, workers,
+                                       augment)
         self.batch = max(1, round(cfg.batch_pixels / (self.ds.size * self.ds.size)))
         self.scales = {t: scales.of(t, self.ds.size, self.ds.size) for t in tasks}
         # where the source model's own decoders work: what "before" is measured at
@@ -397,6 +416,10 @@ def train_decoders(cfg: DecoderStageConfig, progress: bool = True, log=print,
     unknown = [t for t in tasks if t not in rt.serving]
     if unknown:
         raise TamcInputError(f"the model does not serve {', '.join(unknown)}")
+    pixel_tasks = [t for t in tasks if t not in SCENE_TASKS]
+    if cfg.augment and pixel_tasks:
+        raise TamcInputError(f"--augment changes the pixels that {', '.join(pixel_tasks)} labels are made of; "
+                             "fit those decoders without it")
     trivial = rt.trivial_loss
     if not all(t in trivial for t in tasks):
         raise TamcModelError(f"{cfg.model}: no reference.json with trivial losses for this model; "
@@ -412,7 +435,7 @@ def train_decoders(cfg: DecoderStageConfig, progress: bool = True, log=print,
 
     scales = _Scales(rt, scene_tasks(rt, tasks, cfg.scene_decoding))
     sources = [_Source(Path(p).name, p, rt, groups, tasks, scales, cfg, work / f"latents_{k}_{Path(p).name}.npz",
-                       random_draw, cfg.limit, log, progress, workers) for k, p in enumerate(cfg.data)]
+                       random_draw, cfg.limit, log, progress, workers, cfg.augment) for k, p in enumerate(cfg.data)]
     vq = cfg.val_qualities or sorted({min(3, rt.qualities), rt.qualities})
     # named "<folder> q<quality>" in the record
     val_sources = [_Source(f"{Path(p).name} q{q}", p, rt, groups, tasks, scales, cfg,
