@@ -32,6 +32,16 @@ def model_id(manifest: dict) -> str:
     return hashlib.sha256(canon).hexdigest()[:32]
 
 
+def dag_ancestors(parents: dict[str, str | None], group: str) -> list[str]:
+    """`group`'s ancestors along the DAG's `parents`, nearest first."""
+    up: list[str] = []
+    g = parents[group]
+    while g is not None and g not in up:
+        up.append(g)
+        g = parents[g]
+    return up
+
+
 def read_manifest(folder: str | Path) -> dict:
     path = Path(folder) / MANIFEST
     try:
@@ -54,10 +64,7 @@ def read_manifest(folder: str | Path) -> dict:
                 raise ValueError(f"parent {p} of {g} comes after it")
         for t, spec in m["decoders"].items():
             context = spec.get("context", [])
-            ancestors, g = [], m["dag"]["parents"][m["serving"][t]]
-            while g is not None and g not in ancestors:
-                ancestors.append(g)
-                g = m["dag"]["parents"][g]
+            ancestors = dag_ancestors(m["dag"]["parents"], m["serving"][t])
             if len(set(context)) != len(context) or not set(context) <= set(ancestors):
                 raise ValueError(f"the {t} decoder's context must list ancestors of its group")
             if ("context" in spec["inputs"]) != bool(context):

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import TamcModelError
-from .manifest import DEFAULT_PARENT_INPUT, file_sha256, read_manifest, read_reference, scene_factor
+from .manifest import DEFAULT_PARENT_INPUT, dag_ancestors, file_sha256, read_manifest, read_reference, scene_factor
 
 #: Where models are looked up by id or name, after the shipped ones (docs/MODEL.md).
 MODEL_PATH_ENV = "TAMC_MODEL_PATH"
@@ -177,11 +177,7 @@ class RuntimeModel:
 
     def ancestors(self, group: str) -> list[str]:
         """`group`'s DAG ancestors in coding order: the layers decoding it needs first."""
-        up: list[str] = []
-        g = self.parents[group]
-        while g is not None and g not in up:
-            up.append(g)
-            g = self.parents[g]
+        up = dag_ancestors(self.parents, group)
         return [a for a in self.order if a in up]
 
     def decoder_context(self, task: str) -> list[str]:
