@@ -23,9 +23,14 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+def usable_cores() -> int:
+    """The cores this process may run on."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
 def set_threads() -> None:
     """Use the cores this process may run on (all of them unless several ranks share them)."""
-    n = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    n = usable_cores()
     world = int(os.environ.get("WORLD_SIZE", "1"))
     torch.set_num_threads(max(1, n // world))
 

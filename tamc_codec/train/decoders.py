@@ -22,7 +22,6 @@ stage start from a shipped model when its training checkpoints are gone.
 """
 from __future__ import annotations
 
-import os
 import re
 import time
 from dataclasses import MISSING, asdict, dataclass, field, fields, replace
@@ -38,7 +37,8 @@ from ..nets.multitask import NetConfig, TaskDecoder
 from ..runtime.manifest import scene_factor
 from ..runtime.model import RuntimeModel
 from . import DEFAULT_SCENE_SIZE, PRECISIONS
-from .common import load_checkpoint, save_checkpoint, seed_everything, set_threads, warmup_cosine_lr, write_json
+from .common import (load_checkpoint, save_checkpoint, seed_everything, set_threads, usable_cores, warmup_cosine_lr,
+                     write_json)
 
 #: largest difference allowed between a rebuilt decoder and its ONNX graph (normalised units)
 REBUILD_TOLERANCE = 1e-3
@@ -212,8 +212,8 @@ def _code_scenes(rt: RuntimeModel, ds, groups: list[str], tasks: list[str],
 _WORKER_OPEN: dict[tuple[str, str], tuple[RuntimeModel, object]] = {}
 
 
-def _worker_chunk(folder: str, data: str, groups: list[str], tasks: list[str],
-                  scenes: list[tuple[int, int, bool]], augment: bool = False) -> dict[str, np.ndarray]:
+def _worker_chunk(folder: str, data: str, groups: list[str], tasks: list[str], augment: bool,
+                  scenes: list[tuple[int, int, bool]]) -> dict[str, np.ndarray]:
     from ..data.torch_dataset import MultiTaskDataset
 
     if (folder, data) not in _WORKER_OPEN:
@@ -237,14 +237,15 @@ def codec_latents(rt: RuntimeModel, ds, groups: list[str], qualities: np.ndarray
     the parameter graphs are small and serial, so one process leaves a core idle most of the time.
     The latents are the same whatever the number of threads (onnxruntime's convolutions split work
     by output, never a sum)."""
-    from concurrent.futures import ProcessPoolExecutor
     import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+    from functools import partial
 
     from tqdm import tqdm
 
     tasks = sorted({t for t, g in rt.serving.items() if g in groups}, key=TASKS.index)
     scenes = [(i, int(qualities[i]), bool(flips[i])) for i in range(len(ds))]
-    workers = workers or (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
+    workers = workers or usable_cores()
     # chunks small enough to share out evenly and to move the progress bar, large enough to cost
     # little in passing results back
     size = max(1, min(50, len(scenes) // (4 * workers)))
@@ -256,11 +257,11 @@ def codec_latents(rt: RuntimeModel, ds, groups: list[str], qualities: np.ndarray
             parts.append(_code_scenes(rt, ds, groups, tasks, c, augment))
             bar.update(len(c))
     else:
-        args = (str(rt.folder), ds.path, groups, tasks)
+        code = partial(_worker_chunk, str(rt.folder), ds.path, groups, tasks, augment)
         # spawned, not forked: the parent holds torch's and onnxruntime's thread pools
         with ProcessPoolExecutor(min(workers, len(chunks)), mp_context=multiprocessing.get_context("spawn"),
                                  initializer=_one_thread) as pool:
-            for c, part in zip(chunks, pool.map(_worker_chunk, *zip(*[(*args, c, augment) for c in chunks]))):
+            for c, part in zip(chunks, pool.map(code, chunks)):
                 parts.append(part)
                 bar.update(len(c))
     bar.close()
