@@ -134,6 +134,7 @@ class GroupEncoder(nn.Module):
         super().__init__()
         c1, c2, c3 = cfg.encoder_channels
         k = cfg.encoder_norm or cfg.norm
+        self.cfg = cfg
         self.coords = cfg.coords
         self.net = nn.Sequential(
             nn.Conv2d(5 if cfg.coords else 3, c1, 5, stride=2, padding=2), *_norm(k, c1), nn.GELU(),

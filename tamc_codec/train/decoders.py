@@ -17,12 +17,11 @@ choice is made here and written into the manifest with the decoders.
 The latents come from the exported model's own encoder (`codec.encode_image`), each training
 scene at one quality drawn at random and mirrored at random, so the decoders see exactly the
 values, quantisation included, that `tamc decode` hands them. Decoders are rebuilt in torch
-from their ONNX graphs (`rebuild_decoder`, checked against onnxruntime), which is what lets this
+from their ONNX graphs (`train.rebuild`, checked against onnxruntime), which is what lets this
 stage start from a shipped model when its training checkpoints are gone.
 """
 from __future__ import annotations
 
-import re
 import time
 from dataclasses import MISSING, asdict, dataclass, field, fields, replace
 from pathlib import Path
@@ -33,15 +32,13 @@ import torch.nn.functional as F
 
 from ..contract import SCENE_TASKS, TASKS
 from ..errors import TamcInputError, TamcModelError
-from ..nets.multitask import NetConfig, TaskDecoder
+from ..nets.multitask import TaskDecoder
 from ..runtime.manifest import scene_factor
 from ..runtime.model import RuntimeModel
 from . import DEFAULT_SCENE_SIZE, PRECISIONS
 from .common import (load_checkpoint, save_checkpoint, seed_everything, set_threads, usable_cores, warmup_cosine_lr,
                      write_json)
-
-#: largest difference allowed between a rebuilt decoder and its ONNX graph (normalised units)
-REBUILD_TOLERANCE = 1e-3
+from .rebuild import rebuild_decoder
 
 
 @dataclass
@@ -71,84 +68,6 @@ class DecoderStageConfig:
     val_qualities: list[int] = field(default_factory=list)  # [] = 3 and the highest
     limit: int | None = None   # scenes per training folder (None: all)
     val_limit: int | None = None
-
-
-# --------------------------------------------------------------------------- ONNX -> torch
-
-def _initializers(path: Path) -> tuple[dict[str, np.ndarray], list[np.ndarray]]:
-    """Named weights, and the anonymous ones (normalisation affines the exporter folded into
-    Mul/Add constants) in the order the graph uses them."""
-    import onnx
-    from onnx import numpy_helper
-
-    m = onnx.load(str(path))
-    arrays = {i.name: numpy_helper.to_array(i).astype(np.float32) for i in m.graph.initializer}
-    named = {k.removesuffix("__f16"): v for k, v in arrays.items() if not k.startswith("onnx::")}
-    # a weight stored as float16 reaches its node through a Cast named after the original
-    cast_of = {n.output[0]: n.input[0] for n in m.graph.node if n.op_type == "Cast"}
-    anonymous, seen = [], set()
-    for n in m.graph.node:
-        if n.op_type not in ("Mul", "Add"):
-            continue
-        for name in n.input:
-            src = cast_of.get(name, name)
-            if src in arrays and src.startswith("onnx::") and src not in seen:
-                seen.add(src)
-                anonymous.append(arrays[src])
-    return named, anonymous
-
-
-def _norm_of(path: Path) -> str:
-    import onnx
-
-    ops = {n.op_type for n in onnx.load(str(path)).graph.node}
-    return "group" if "InstanceNormalization" in ops else "channel" if "LayerNormalization" in ops else "none"
-
-
-def rebuild_decoder(rt: RuntimeModel, task: str) -> TaskDecoder:
-    """The serving decoder of `task` as a torch module with the exported weights.
-
-    The network's shape is read from the weights; the result is checked against the ONNX graph
-    on a random latent, so a graph this cannot read fails here rather than training garbage.
-    """
-    spec = rt.manifest["decoders"].get(task)
-    if spec is None:
-        raise TamcModelError(f"{rt.folder}: the model does not serve {task}")
-    path = rt._path(spec["file"])
-    named, anonymous = _initializers(path)
-    c = int(rt.manifest["latent_channels"])
-    try:
-        first = named["net.0.weight"]
-        blocks = sorted((int(m.group(1)), k) for k in named if (m := re.fullmatch(r"net\.(\d+)\.c1\.weight", k)))
-        ups = sorted((int(m.group(1)), k) for k in named if (m := re.fullmatch(r"net\.(\d+)\.conv\.weight", k)))
-        cfg = NetConfig(latent_channels=c, norm=_norm_of(path), coords=first.shape[1] == c + 2,
-                        global_context="global_context.weight" in named,
-                        context_channels=named["context.weight"].shape[1] if "context.weight" in named else 0,
-                        decoder_channels=(first.shape[0], *(named[k].shape[0] for _, k in blocks[:2])),
-                        # full-resolution decoders end in an Up whose input is that width
-                        full_res_channels=named[ups[-1][1]].shape[1] if len(ups) > 2 else NetConfig.full_res_channels)
-        dec = TaskDecoder(task, cfg)
-        state = dec.state_dict()
-        missing = [k for k in state if k not in named]
-        if len(missing) != len(anonymous):
-            raise KeyError(f"{len(missing)} unnamed weights, {len(anonymous)} folded constants")
-        # folded affines appear in the order the modules run, which is the state dict's order
-        loaded = {k: torch.from_numpy(named[k]).reshape(state[k].shape) for k in state if k in named}
-        loaded.update({k: torch.from_numpy(v.copy()).reshape(state[k].shape) for k, v in zip(missing, anonymous)})
-        dec.load_state_dict(loaded)
-    except (KeyError, RuntimeError, ValueError, IndexError) as exc:
-        raise TamcModelError(f"{rt.folder}: cannot rebuild the {task} decoder from {spec['file']} ({exc})") from None
-    dec.eval()
-    rng = np.random.default_rng(0)
-    probe = rng.standard_normal((1, c, 8, 6)).astype(np.float32)
-    context = rng.standard_normal((1, dec.cfg.context_channels, 8, 6)).astype(np.float32)
-    with torch.no_grad():
-        mine = dec(torch.from_numpy(probe), context=torch.from_numpy(context) if context.shape[1] else None).numpy()
-    theirs = rt.run(None, task, 0, y=probe, context=context)[0]
-    err = float(np.abs(mine - theirs).max()) if mine.shape == theirs.shape else float("inf")
-    if not err <= REBUILD_TOLERANCE:
-        raise TamcModelError(f"{rt.folder}: the rebuilt {task} decoder differs from {spec['file']} by {err:.3g}")
-    return dec
 
 
 def with_context(dec: TaskDecoder, channels: int) -> TaskDecoder:

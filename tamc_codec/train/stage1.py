@@ -20,8 +20,9 @@ import torch
 
 from ..contract import TASKS, group_tasks, sort_tasks
 from ..data.torch_dataset import MultiTaskDataset, StepBatches, collate, step_batches
-from ..errors import TamcInputError
+from ..errors import TamcInputError, TamcModelError
 from ..nets.multitask import MultiGroupModel, NetConfig, count_parameters
+from ..runtime.model import RuntimeModel
 from ..tasks import metrics as M
 from ..tasks.losses import task_loss
 from ..tasks.registry import TASK_SPECS
@@ -512,7 +513,12 @@ def _ranks_in_sync(model: torch.nn.Module) -> bool:
 
 
 def load_anchor(path: str | Path) -> MultiGroupModel:
-    """The stage-1 network saved as OUT/anchor.pt (used by benchmarks and stage 2)."""
+    """The stage-1 network saved as OUT/anchor.pt (used by benchmarks and stages 1 and 2), or an
+    exported model folder's networks rebuilt from its graphs (train.rebuild)."""
+    if Path(path).is_dir():
+        from .rebuild import rebuild_network
+
+        return rebuild_network(path)
     state = torch.load(Path(path), map_location="cpu", weights_only=False)
     d = state["describe"]
     model = MultiGroupModel(d["groups"], NetConfig.from_dict(d["config"]), d["serving"])
@@ -521,4 +527,16 @@ def load_anchor(path: str | Path) -> MultiGroupModel:
     return model
 
 
-__all__ = ["Stage1Config", "train_stage1", "evaluate", "choose_serving", "dump_latents", "load_anchor", "TASKS"]
+def anchor_trivial(path: str | Path) -> dict[str, float]:
+    """The trivial losses `load_anchor(path)`'s losses are divided by: the ones its stage 1
+    measured on validation, which an exported model keeps in its reference.json."""
+    if Path(path).is_dir():
+        trivial = RuntimeModel(Path(path)).trivial_loss
+        if not trivial:
+            raise TamcModelError(f"{path}: no reference.json with trivial losses for this model")
+        return trivial
+    return torch.load(Path(path), map_location="cpu", weights_only=False)["trivial"]
+
+
+__all__ = ["Stage1Config", "train_stage1", "evaluate", "choose_serving", "dump_latents", "load_anchor", "anchor_trivial",
+           "TASKS"]

@@ -26,7 +26,8 @@ from ..tasks.losses import task_loss
 from . import DEFAULT_GAIN_RANGE, DEFAULT_LAMBDAS
 from .common import (Dist, cpu_state_dict, git_commit, load_checkpoint, save_checkpoint, seed_everything,
                      set_threads, write_json)
-from .stage1 import TaskMetrics, hardware, load_anchor, model_device, to_device, training_device, training_views
+from .stage1 import (TaskMetrics, anchor_trivial, hardware, load_anchor, model_device, to_device, training_device,
+                     training_views)
 
 CHECKPOINT = "checkpoint.pt"
 RECORD = "stage2.json"
@@ -182,7 +183,7 @@ def train_stage2(cfg: Stage2Config, *, progress: bool = True, log=print, stop_af
     seed_everything(cfg.seed)
     out = Path(cfg.out)
     base = load_anchor(cfg.anchor)
-    trivial = torch.load(cfg.anchor, map_location="cpu", weights_only=False)["trivial"]
+    trivial = anchor_trivial(cfg.anchor)
     parents, order = load_dag(cfg.dag, base.coded_groups, cfg.no_parents)
     q_count = len(cfg.lambdas)
     device = training_device(cfg.device, Dist())
