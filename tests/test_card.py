@@ -169,3 +169,22 @@ def test_card_states_stage3_with_its_validation_before_and_after(tmp_path):
     assert "seg reads `keypoint+rgb`" in text
     assert "seg 0.600 → 0.445 (val 0.450 → 0.410; val512 0.730 → 0.470 at the highest quality)" in text
     assert "STEPS3=500 LR3=0.0003 AUGMENT3=0 bin/train-default" in text
+
+
+def test_card_of_a_continued_model_names_its_source_and_both_commands(tmp_path):
+    model = _model(tmp_path / "model")
+    run = tmp_path / "run"
+    (run / "stage2").mkdir(parents=True)
+    s2 = {"seconds": 1390.0, "config": {"steps_entropy": 600, "steps_finetune": 1400, "lambdas": [0.01, 0.1],
+                                        "gain_range": [0.2, 12.0], "use_global": False, "parent_input": "quantised",
+                                        "batch": 2, "crop": 256, "views": "crop", "large_data": None,
+                                        "anchor": "models/default"}}
+    (run / "stage2" / "stage2.json").write_text(json.dumps(s2))
+    (run / "continued.json").write_text(json.dumps({
+        "source_model": "9" * 32, "source_reproduce": "DEVICE=cuda bin/train-default",
+        "command": "LARGE2=0 bin/train-continue models/default runs/v9"}))
+    text = write_card(run, model, _quality(tmp_path / "q.json"))
+    assert f"- Continued from model `{'9' * 32}`: its encoders and serving decoders rebuilt from its graphs" in text
+    assert "on batches of 2 whole 256² training rooms." in text
+    assert f"Reproduce: `DEVICE=cuda bin/train-default` (model `99999999…`), then " \
+           "`LARGE2=0 bin/train-continue models/default runs/v9`" in text

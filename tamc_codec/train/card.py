@@ -179,8 +179,16 @@ def write_card(run: Path, model: Path, quality_json: Path) -> str:
         latents = "stage-1b" if s1b else "stage-1"
         lines.append(f"- DAG: `tamc dag --estimator {dag.get('estimator')}` on the {latents} validation latents; "
                      f"edges {', '.join('`' + a + '` → `' + b + '`' for a, b in dag.get('edges', [])) or 'none'}.")
+    continued = _load(run / "continued.json")
     if s2:
         c = s2["config"]
+        if continued:
+            views = f"{c['batch']} whole {c['crop']}² training rooms" if c.get("views") == "crop" else "its views"
+            if c.get("large_data"):
+                views += f" alternating with {c['batch']} {c.get('large_crop') or c['crop']}² crops of the larger scenes"
+            lines.append(f"- Continued from model `{continued['source_model']}`: its encoders and serving decoders "
+                         f"rebuilt from its graphs (`bin/train-continue`) and trained through stage 2 again, "
+                         f"with fresh entropy models, on batches of {views}.")
         lines.append(f"- Stage 2: {c['steps_entropy']} steps entropy models only + {c['steps_finetune']} steps "
                      f"fine-tuning, λ = {c['lambdas']}, starting gains "
                      f"{'…'.join(f'{v:g}' for v in c.get('gain_range', _GAIN_RANGE_BEFORE_RECORDED))}, global context {'on' if c['use_global'] else 'off'}, "
@@ -249,7 +257,11 @@ def write_card(run: Path, model: Path, quality_json: Path) -> str:
     if notes.exists():
         lines += ["", notes.read_text().strip()]
     anchor_opt = " --anchor model" if q and q.get("anchor_source") == "model" else ""
-    lines += ["", f"Reproduce: `{_recipe_command(s1, s1b, s3, manifest)}` (see the repository README); numbers: "
+    recipe = _recipe_command(s1, s1b, s3, manifest)
+    if continued:
+        # the networks' first stages are the source model's, made by its own recipe
+        recipe = f"{continued['source_reproduce']}` (model `{continued['source_model'][:8]}…`), then `{continued['command']}"
+    lines += ["", f"Reproduce: `{recipe}` (see the repository README); numbers: "
               f"`python benchmarks/model_quality.py --model models/default{anchor_opt}`.", ""]
     text = "\n".join(lines)
     atomic_write_bytes(model / "README.md", text.encode())

@@ -140,7 +140,9 @@ def rebuild_network(folder: str | Path, seed: int = 0) -> MultiGroupModel:
 
     The coded groups' encoders and the serving decoders carry the exported weights. A task's decoder
     in a group that does not serve it was never exported: it starts from random weights (seeded),
-    as in a fresh stage 1. One network setting holds for every group, as in training."""
+    as in a fresh stage 1. One network setting holds for every group, as in training. Seeds torch's
+    generator with `seed` for them, so what a run draws next (stage 2: its entropy models' start)
+    follows from the seed it passes here."""
     rt = RuntimeModel(Path(folder))
     decoders = {t: rebuild_decoder(rt, t) for t in rt.manifest["decoders"]}
     # only full-resolution decoders show full_res_channels: the others' is a default

@@ -512,13 +512,14 @@ def _ranks_in_sync(model: torch.nn.Module) -> bool:
     return all(torch.equal(g, gathered[0]) for g in gathered)
 
 
-def load_anchor(path: str | Path) -> MultiGroupModel:
+def load_anchor(path: str | Path, seed: int = 0) -> MultiGroupModel:
     """The stage-1 network saved as OUT/anchor.pt (used by benchmarks and stages 1 and 2), or an
-    exported model folder's networks rebuilt from its graphs (train.rebuild)."""
+    exported model folder's networks rebuilt from its graphs (train.rebuild, which draws the decoders
+    the model never exported from `seed`)."""
     if Path(path).is_dir():
         from .rebuild import rebuild_network
 
-        return rebuild_network(path)
+        return rebuild_network(path, seed)
     state = torch.load(Path(path), map_location="cpu", weights_only=False)
     d = state["describe"]
     model = MultiGroupModel(d["groups"], NetConfig.from_dict(d["config"]), d["serving"])

@@ -182,7 +182,7 @@ def train_stage2(cfg: Stage2Config, *, progress: bool = True, log=print, stop_af
     set_threads()
     seed_everything(cfg.seed)
     out = Path(cfg.out)
-    base = load_anchor(cfg.anchor)
+    base = load_anchor(cfg.anchor, cfg.seed)
     trivial = anchor_trivial(cfg.anchor)
     parents, order = load_dag(cfg.dag, base.coded_groups, cfg.no_parents)
     q_count = len(cfg.lambdas)
