@@ -74,7 +74,7 @@ def train() -> None:
               help="crop: random crops at the scenes' scale; mix: every other batch whole scenes "
                    "downsampled to the crop side (the networks see entire rooms).")
 @_large_scene_options
-@click.option("--init", type=click.Path(exists=True), default=None,
+@click.option("--init", type=click.Path(), default=None,
               help="Start from another stage-1 run's anchor.pt, or from an exported model folder's networks "
                    "(same groups and networks): a fine-tune.")
 @click.option("--lr", type=float, default=2e-3, show_default=True)
@@ -141,7 +141,7 @@ def _numbers(option: str, text: str) -> list[float]:
 
 
 @train.command()
-@click.option("--anchor", required=True, type=click.Path(exists=True),
+@click.option("--anchor", required=True, type=click.Path(),
               help="Stage-1 anchor.pt, or an exported model folder: its encoders and serving decoders are rebuilt "
                    "from its graphs and trained on (its entropy models start afresh).")
 @click.option("--dag", "dag_file", required=True, type=click.Path(), help="dag.json from `tamc dag`.")
