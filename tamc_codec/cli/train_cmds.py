@@ -171,11 +171,16 @@ def _numbers(option: str, text: str) -> list[float]:
               show_default=True,
               help="What a child's entropy model sees of its parent: its latent (dequantised) or its "
                    "quantised latent, on a grid that scales with the quality like the child's (docs/TRAINING.md).")
+@click.option("--augment/--no-augment", default=False, show_default=True,
+              help="The encoders of groups serving only seg, depth or normal see each training picture under a "
+                   "random change of exposure, contrast, colour balance and gamma (their labels do not depend on "
+                   "pixel values); the other groups see it as it is.")
 @click.option("--val-limit", type=int, default=None, help="Validate on the first N images only.")
 @_device_options
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
 def stage2(anchor, dag_file, data, val, out, lambdas, gain_range, steps_entropy, steps_finetune, batch, crop, views,
-           large_data, large_crop, seed, global_context, no_parents, parent_input, val_limit, device, workers, quiet) -> None:
+           large_data, large_crop, seed, global_context, no_parents, parent_input, augment, val_limit, device, workers,
+           quiet) -> None:
     """Stage 2: entropy models along the DAG, then rate-distortion fine-tuning.
 
     \b
@@ -195,7 +200,7 @@ def stage2(anchor, dag_file, data, val, out, lambdas, gain_range, steps_entropy,
     cfg = Stage2Config(anchor=anchor, dag=dag_file, data=data, val=val, out=out, lambdas=lams, gain_range=gains,
                        steps_entropy=steps_entropy, steps_finetune=steps_finetune, batch=batch, crop=crop,
                        views=views, large_data=large_data, large_crop=large_crop, seed=seed, use_global=global_context, no_parents=no_parents,
-                       parent_input=parent_input,
+                       parent_input=parent_input, augment=augment,
                        val_limit=val_limit, device=device, workers=workers)
     rec = train_stage2(cfg, progress=not quiet, log=lambda m: click.echo(m, err=True))
     if rec and not rec.get("paused"):

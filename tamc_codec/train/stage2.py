@@ -16,7 +16,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from ..contract import group_tasks
+from ..contract import SCENE_TASKS, group_tasks
 from ..data.torch_dataset import MultiTaskDataset, StepBatches, collate, step_batches
 from ..errors import TamcInputError
 from ..nets.entropy_model import GroupEntropyModel
@@ -26,6 +26,7 @@ from ..tasks.losses import task_loss
 from . import DEFAULT_GAIN_RANGE, DEFAULT_LAMBDAS
 from .common import (Dist, cpu_state_dict, git_commit, load_checkpoint, save_checkpoint, seed_everything,
                      set_threads, write_json)
+from .decoders import photometric_batch
 from .stage1 import (TaskMetrics, anchor_trivial, hardware, load_anchor, model_device, to_device, training_device,
                      training_views)
 
@@ -62,6 +63,10 @@ class Stage2Config:
     parent_input: str = DEFAULT_PARENT_INPUT  # CodecModel.parent_input
     device: str = "cpu"  # as Stage1Config.device and .workers: the batches do not depend on them
     workers: int = 0
+    # the encoders of groups that serve only scene tasks (seg, depth, normal) see each training picture
+    # under a random photometric change (as stage 3's --augment); the others see it as it is, since
+    # edge, keypoint and rgb labels are made of its pixels
+    augment: bool = False
 
 
 class CodecModel(nn.Module):
@@ -91,11 +96,14 @@ class CodecModel(nn.Module):
         return self.entropy[g.replace("+", "_")]
 
     def forward(self, image: torch.Tensor, q: torch.Tensor, tasks: dict[str, list[str]] | None = None,
-                origin: torch.Tensor | None = None) -> dict:
+                origin: torch.Tensor | None = None, scene_image: torch.Tensor | None = None) -> dict:
         """Predictions of each group's served tasks and the bits of every layer.
 
-        `origin`: where training crops sit in their scenes (nets.multitask.coord_grid)."""
+        `origin`: where training crops sit in their scenes (nets.multitask.coord_grid). `scene_image`:
+        what the groups serving only scene tasks analyse instead of `image` (Stage2Config.augment)."""
         latents = self.base.encode(image, self.order, origin)
+        if scene_image is not None:
+            latents.update(self.base.encode(scene_image, scene_groups(self.base), origin))
         context: dict[str, torch.Tensor] = {}
         bits = {}
         preds = {}
@@ -123,6 +131,11 @@ def init_gains_from_data(model: CodecModel, ds: MultiTaskDataset, rng: np.random
             chunks[g].append(y.transpose(0, 1).flatten(1))
     for g in model.order:
         model.em(g).init_gains(torch.cat(chunks[g], dim=1).std(dim=1), *gain_range)
+
+
+def scene_groups(base: MultiGroupModel) -> list[str]:
+    """Coded groups whose served tasks are all scene tasks: their labels do not depend on pixel values."""
+    return [g for g, ts in served_tasks(base).items() if ts and set(ts) <= set(SCENE_TASKS)]
 
 
 def served_tasks(base: MultiGroupModel) -> dict[str, list[str]]:
@@ -250,7 +263,10 @@ def train_stage2(cfg: Stage2Config, *, progress: bool = True, log=print, stop_af
                                                  / max(1, cfg.steps_entropy if frozen else cfg.steps_finetune))))
         for gparam in opt.param_groups:
             gparam["lr"] = (cfg.lr if frozen else cfg.lr_finetune) * (0.05 + 0.95 * lr_scale)
-        res = model(b["image"], q, tasks, b["origin"])
+        scene_image = None
+        if cfg.augment:  # drawn from the step alone, like the batch, so a resume draws the same
+            scene_image = photometric_batch(b["image"], np.random.default_rng([cfg.seed, 3, step]))
+        res = model(b["image"], q, tasks, b["origin"], scene_image)
         pixels = b["image"].shape[-1] * b["image"].shape[-2]
         bpp = sum(res["bits"].values()) / pixels                     # (k,)
         dist = torch.zeros(k, device=device)
