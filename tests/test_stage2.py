@@ -81,7 +81,7 @@ def test_larger_scenes_change_the_batches_stage2_sees(anchor_and_dag, tmp_path):
 def test_augment_changes_only_what_the_scene_task_groups_see(anchor_and_dag, tmp_path):
     import numpy as np
 
-    from tamc_codec.train.decoders import photometric_batch, photometric_change
+    from tamc_codec.train.photometric import photometric_batch, photometric_change
     from tamc_codec.train.stage1 import load_anchor
     from tamc_codec.train.stage2 import scene_groups
 

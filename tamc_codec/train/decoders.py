@@ -38,6 +38,7 @@ from ..runtime.model import RuntimeModel
 from . import DEFAULT_SCENE_SIZE, PRECISIONS
 from .common import (load_checkpoint, save_checkpoint, seed_everything, set_threads, usable_cores, warmup_cosine_lr,
                      write_json)
+from .photometric import photometric_change
 from .rebuild import rebuild_decoder
 
 
@@ -99,35 +100,6 @@ def _on_grid(x: torch.Tensor, hw: tuple[int, int]) -> torch.Tensor:
 
 
 # --------------------------------------------------------------------------- latents as the codec decodes them
-
-def photometric_params(rng: np.random.Generator) -> tuple[float, float, float, np.ndarray]:
-    """Gamma, contrast, exposure and per-channel colour balance of one random photometric change."""
-    return rng.uniform(0.8, 1.25), rng.uniform(0.7, 1.3), rng.uniform(0.7, 1.3), rng.uniform(0.85, 1.15, 3)
-
-
-def photometric_change(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """`img` (H, W, 3 uint8) under a random change of exposure, contrast, colour balance and gamma;
-    geometry, and so seg, depth and normal labels, untouched."""
-    gamma, contrast, exposure, balance = photometric_params(rng)
-    x = img.astype(np.float32) / 255.0
-    x = x ** gamma
-    mean = x.mean()
-    x = (x - mean) * contrast + mean
-    x = x * exposure * balance
-    return np.rint(np.clip(x, 0.0, 1.0) * 255).astype(np.uint8)
-
-
-def photometric_batch(images: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
-    """`photometric_change` for a training batch (N, 3, H, W) in [0, 1], one change per picture."""
-    out = []
-    for x in images:
-        gamma, contrast, exposure, balance = photometric_params(rng)
-        x = x.clamp(min=0) ** gamma
-        mean = x.mean()
-        x = ((x - mean) * contrast + mean) * exposure * torch.as_tensor(balance, dtype=x.dtype, device=x.device)[:, None, None]
-        out.append(torch.round(x.clamp(0.0, 1.0) * 255) / 255)
-    return torch.stack(out)
-
 
 def _code_scenes(rt: RuntimeModel, ds, groups: list[str], tasks: list[str],
                  scenes: list[tuple[int, int, bool]], augment: bool = False) -> dict[str, np.ndarray]:

@@ -26,7 +26,7 @@ from ..tasks.losses import task_loss
 from . import DEFAULT_GAIN_RANGE, DEFAULT_LAMBDAS
 from .common import (Dist, cpu_state_dict, git_commit, load_checkpoint, save_checkpoint, seed_everything,
                      set_threads, write_json)
-from .decoders import photometric_batch
+from .photometric import photometric_batch
 from .stage1 import (TaskMetrics, anchor_trivial, hardware, load_anchor, model_device, to_device, training_device,
                      training_views)
 
