@@ -26,9 +26,9 @@ from ..runtime.model import RuntimeModel
 REBUILD_TOLERANCE = 1e-3
 
 
-def _initializers(path: Path) -> tuple[dict[str, np.ndarray], list[np.ndarray]]:
-    """Named weights, and the anonymous ones (normalisation affines the exporter folded into
-    Mul/Add constants) in the order the graph uses them."""
+def _read_graph(path: Path) -> tuple[dict[str, np.ndarray], list[np.ndarray], str]:
+    """Named weights; the anonymous ones (normalisation affines the exporter folded into Mul/Add
+    constants) in the order the graph uses them; and the graph's normalisation (NetConfig.norm)."""
     import onnx
     from onnx import numpy_helper
 
@@ -46,14 +46,9 @@ def _initializers(path: Path) -> tuple[dict[str, np.ndarray], list[np.ndarray]]:
             if src in arrays and src.startswith("onnx::") and src not in seen:
                 seen.add(src)
                 anonymous.append(arrays[src])
-    return named, anonymous
-
-
-def _norm_of(path: Path) -> str:
-    import onnx
-
-    ops = {n.op_type for n in onnx.load(str(path)).graph.node}
-    return "group" if "InstanceNormalization" in ops else "channel" if "LayerNormalization" in ops else "none"
+    ops = {n.op_type for n in m.graph.node}
+    norm = "group" if "InstanceNormalization" in ops else "channel" if "LayerNormalization" in ops else "none"
+    return named, anonymous, norm
 
 
 def _load(module: torch.nn.Module, named: dict[str, np.ndarray], anonymous: list[np.ndarray]) -> None:
@@ -80,13 +75,13 @@ def rebuild_decoder(rt: RuntimeModel, task: str) -> TaskDecoder:
     if spec is None:
         raise TamcModelError(f"{rt.folder}: the model does not serve {task}")
     path = rt._path(spec["file"])
-    named, anonymous = _initializers(path)
+    named, anonymous, norm = _read_graph(path)
     c = int(rt.manifest["latent_channels"])
     try:
         first = named["net.0.weight"]
         blocks = sorted((int(m.group(1)), k) for k in named if (m := re.fullmatch(r"net\.(\d+)\.c1\.weight", k)))
         ups = sorted((int(m.group(1)), k) for k in named if (m := re.fullmatch(r"net\.(\d+)\.conv\.weight", k)))
-        cfg = NetConfig(latent_channels=c, norm=_norm_of(path), coords=first.shape[1] == c + 2,
+        cfg = NetConfig(latent_channels=c, norm=norm, coords=first.shape[1] == c + 2,
                         global_context="global_context.weight" in named,
                         context_channels=named["context.weight"].shape[1] if "context.weight" in named else 0,
                         decoder_channels=(first.shape[0], *(named[k].shape[0] for _, k in blocks[:2])),
@@ -111,14 +106,13 @@ def rebuild_encoder(rt: RuntimeModel, group: str, cfg: NetConfig) -> GroupEncode
     supplies the rest of the network's settings (latent channels, norms)."""
     spec = rt.manifest["graphs"][group]["analysis"]
     path = rt._path(spec["file"])
-    named, anonymous = _initializers(path)
+    named, anonymous, norm = _read_graph(path)
     try:
         convs = sorted((int(m.group(1)), k) for k in named if (m := re.fullmatch(r"net\.(\d+)\.weight", k))
                        and named[k].ndim == 4)
         widths = tuple(int(named[k].shape[0]) for _, k in convs)
         if len(widths) != 4 or widths[-1] != cfg.latent_channels:
             raise ValueError(f"convolution widths {widths}")
-        norm = _norm_of(path)
         # None where it is the decoders' norm, as training writes it: stage 1's --init compares settings
         enc_cfg = NetConfig(**{**cfg.to_dict(), "encoder_channels": widths[:3],
                                "coords": named[convs[0][1]].shape[1] == 5,
