@@ -184,6 +184,27 @@ def test_mixed_views_show_whole_scenes(folders, tmp_path):
     assert rec["steps"] == 6 and rec["config"]["views"] == "mix"
 
 
+def test_room_views_add_whole_scenes_at_their_own_scale(folders, tmp_path):
+    from tamc_codec.data.torch_dataset import MultiTaskDataset, StepBatches
+    from tamc_codec.train.stage1 import training_views
+
+    crops = MultiTaskDataset(folders / "train", ["depth", "rgb"], crop=16, train=True)
+    sources = training_views(crops, str(folders / "train"), "rooms")
+    assert [s.side for s in sources] == [16, 16, 32]
+    plan = StepBatches(sources, batch=8, seed=0)
+    assert plan.batch_sizes == [8, 8, 2]
+    b = plan[2]
+    assert b["image"].shape == (2, 3, 32, 32)
+    # a whole scene, not a crop: every sample starts at the scene's corner and spans it
+    assert torch.all(b["origin"] == torch.tensor([0.0, 0.0, 32.0, 32.0]))
+    full = MultiTaskDataset(folders / "train", ["rgb"], train=False)
+    scenes = [full.sample(i)["image"] for i in range(len(full))]
+    for img in b["image"]:
+        assert any(torch.equal(img, s) or torch.equal(img, s.flip(-1)) for s in scenes)
+    rec = train_stage1(_cfg(folders, tmp_path / "rooms", 3, crop=16, views="rooms"), progress=False)
+    assert rec["steps"] == 3 and rec["config"]["views"] == "rooms"
+
+
 def test_larger_scenes_join_the_views_at_their_own_scale(folders, tmp_path):
     from tamc_codec.data.folder import synthesize
     from tamc_codec.data.torch_dataset import MultiTaskDataset

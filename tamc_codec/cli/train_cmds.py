@@ -72,7 +72,8 @@ def train() -> None:
 @click.option("--crop", type=int, default=128, show_default=True, help="Random crop side for training.")
 @click.option("--views", type=click.Choice(VIEWS), default="crop", show_default=True,
               help="crop: random crops at the scenes' scale; mix: every other batch whole scenes "
-                   "downsampled to the crop side (the networks see entire rooms).")
+                   "downsampled to the crop side (the networks see entire rooms); rooms: as mix, and "
+                   "every third batch whole scenes at their own scale (fewer per batch, as many pixels).")
 @_large_scene_options
 @click.option("--init", type=click.Path(), default=None,
               help="Start from another stage-1 run's anchor.pt, or from an exported model folder's networks "

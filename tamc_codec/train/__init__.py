@@ -1,7 +1,7 @@
 """tamc_codec.train."""
 
 #: Stage1Config.views / Stage2Config.views: what training batches show (torch-free, for the CLI).
-VIEWS = ("crop", "mix")
+VIEWS = ("crop", "mix", "rooms")
 
 #: Stage1Config.precision: float32, or bfloat16 autocast for forward and backward (torch-free, for the CLI).
 PRECISIONS = ("fp32", "bf16")

@@ -47,7 +47,10 @@ class Stage1Config:
     # "crop": random crops of side `crop` at the scenes' own scale. "mix": every other
     # batch is whole scenes area-downsampled to side `crop` instead, so the networks also
     # see entire rooms (absolute depth and layout are out of view in a crop) and a second
-    # scale (docs/TRAINING.md, probes).
+    # scale (docs/TRAINING.md, probes). "rooms": as "mix", and one more source of whole scenes
+    # at their own scale (batches of as many pixels, so fewer scenes): the view the codec's
+    # decoders meet in use. Only it shows depth a whole room at the pixel scale it is asked
+    # about; decoders fitted to it gained most on depth (docs/TRAINING.md, stage 3).
     views: str = "crop"
     # A folder of training scenes rendered larger (512² where `data` is 256²): its random crops
     # join the views as one more source, so that training sees rooms at the pixel scale of large
@@ -254,11 +257,13 @@ def training_views(crops: MultiTaskDataset, data: str, views: str,
         raise TamcInputError(f"unknown views {views!r} (known: {', '.join(VIEWS)})")
     sources = [crops]
     crop = crops.crop
-    if views == "mix":
+    if views in ("mix", "rooms"):
         if crop is None or crop >= crops.size or crops.size % crop:
-            raise TamcInputError(f"--views mix needs a crop that divides the scene size ({crops.size}) "
+            raise TamcInputError(f"--views {views} needs a crop that divides the scene size ({crops.size}) "
                                  f"into whole scenes at a smaller scale; got --crop {crop}")
         sources.append(MultiTaskDataset(data, crops.tasks, crop=None, train=True, downsample=crops.size // crop))
+    if views == "rooms":
+        sources.append(MultiTaskDataset(data, crops.tasks, crop=None, train=True))
     if large_crop is not None and large_data is None:
         raise TamcInputError("--large-crop is the crop of --large-data's scenes; give --large-data too")
     if large_data is not None:
