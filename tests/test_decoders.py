@@ -232,3 +232,21 @@ def test_scene_decoding_is_fitted_and_exported_at_the_scale_the_codec_decodes(ti
                                       "context": False})
     record = train_decoders(untouched, progress=False, log=lambda m: None)[0]
     assert record["scene_tasks"] == [] and record["context"] == {"depth": [], "edge": []}
+
+def test_the_exported_model_takes_the_name_given(tiny_model, tmp_path):
+    """bin/train-continue keeps the source's name: the name is part of the manifest and so of the id."""
+    import json
+    import subprocess
+    import sys
+
+    out = tmp_path / "folder"
+    res = subprocess.run([sys.executable, "-m", "tamc_codec", "train", "decoders", "-m", str(tiny_model),
+                          "--data", str(tiny_model.parent / "train"), "--val", str(tiny_model.parent / "val"),
+                          "-o", str(tmp_path / "s3"), "--steps", "1", "--tasks", "depth", "--workers", "1",
+                          "-q", "--export", str(out), "--name", "default"],
+                         capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["name"] == "default"
+    from tamc_codec.runtime.manifest import model_id
+    assert manifest["model_id"] == model_id(manifest)

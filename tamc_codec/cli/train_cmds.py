@@ -222,6 +222,7 @@ def stage2(anchor, dag_file, data, val, out, lambdas, gain_range, steps_entropy,
               help="Run folder: latent caches, checkpoint.pt, decoders.json.")
 @click.option("--export", "export_to", type=click.Path(file_okay=False), default=None,
               help="Write the model with the fitted decoders to this folder (not the source's).")
+@click.option("--name", default=None, help="Name of the --export model (default: its folder's name).")
 @click.option("--tasks", default="seg,depth,normal", show_default=True,
               help="Decoders to fit, or 'all'. The default is the scene tasks, whose decoders the picture's "
                    "scale affects; edge, keypoint and rgb are defined on the pixels (docs/TRAINING.md, stage 3).")
@@ -248,7 +249,7 @@ def stage2(anchor, dag_file, data, val, out, lambdas, gain_range, steps_entropy,
 @click.option("--workers", type=int, default=0, show_default=True,
               help="Processes coding the scenes, one thread each (0: one per core). Changes no result.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
-def decoders(model, data, val, out, export_to, tasks, steps, batch_pixels, lr, precision, scene_decoding, context,
+def decoders(model, data, val, out, export_to, name, tasks, steps, batch_pixels, lr, precision, scene_decoding, context,
              augment, seed, eval_every, limit, val_limit, workers, quiet) -> None:
     """Stage 3: fit an exported model's task decoders to the latents its codec decodes.
 
@@ -287,7 +288,7 @@ def decoders(model, data, val, out, export_to, tasks, steps, batch_pixels, lr, p
                    "val_loss_over_trivial": {"before": rec["before"], "after": rec["after"]}}
         if any(rec["context"].values()):
             summary["context"] = rec["context"]
-        m = replace_decoders(model, export_to, fitted, record=summary, scene_tasks=rec["scene_tasks"],
+        m = replace_decoders(model, export_to, fitted, name=name, record=summary, scene_tasks=rec["scene_tasks"],
                              context=rec["context"])
         click.echo(f"exported model {m['model_id']} to {export_to}")
 
