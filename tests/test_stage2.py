@@ -96,3 +96,38 @@ def test_augment_changes_only_what_the_scene_task_groups_see(anchor_and_dag, tmp
     plain = train_stage2(_cfg(anchor_and_dag, tmp_path / "plain"), progress=False)
     augmented = train_stage2(_cfg(anchor_and_dag, tmp_path / "aug", augment=True), progress=False)
     assert augmented["config"]["augment"] and augmented["rd"] != plain["rd"]
+
+
+def test_pixel_labels_of_a_stored_scene_are_its_stored_labels(anchor_and_dag):
+    from tamc_codec.data.torch_dataset import MultiTaskDataset
+    from tamc_codec.train.photometric import pixel_labels
+
+    ds = MultiTaskDataset(anchor_and_dag / "train", ["edge", "keypoint", "rgb"], train=False)
+    for i in range(2):
+        s = ds.sample(i)
+        made = pixel_labels(s["image"][None], ["edge", "keypoint", "rgb"])
+        for t in ("edge", "keypoint", "rgb"):
+            torch.testing.assert_close(made[t][0], s[t], rtol=0, atol=0, msg=f"{t}, scene {i}")
+        # a mirrored scene's stored labels are mirrored; edge's filter is symmetric, so they are its own.
+        # The keypoint filter (box-filtered Hessian) is not: there the mirrored picture gets its own label
+        s = ds.sample(i, flip=True)
+        made = pixel_labels(s["image"][None], ["edge", "rgb"])
+        for t in ("edge", "rgb"):
+            torch.testing.assert_close(made[t][0], s[t], rtol=0, atol=0, msg=f"{t}, scene {i}, mirrored")
+    with pytest.raises(ValueError):
+        pixel_labels(s["image"][None], ["seg"])
+
+
+def test_augment_pixels_shows_every_group_the_change_with_labels_made_again(anchor_and_dag, tmp_path):
+    from tamc_codec.errors import TamcInputError
+
+    with pytest.raises(TamcInputError):
+        train_stage2(_cfg(anchor_and_dag, tmp_path / "bad", augment_pixels=True), progress=False)
+    from tamc_codec.train.stage1 import load_anchor
+    from tamc_codec.train.stage2 import augmented_groups
+
+    # edge+rgb serves edge and rgb, both labelled again from the changed picture
+    assert augmented_groups(load_anchor(anchor_and_dag / "s1" / "anchor.pt"), pixels=True) == GROUPS
+    scene_only = train_stage2(_cfg(anchor_and_dag, tmp_path / "aug", augment=True), progress=False)
+    every = train_stage2(_cfg(anchor_and_dag, tmp_path / "all", augment=True, augment_pixels=True), progress=False)
+    assert every["config"]["augment_pixels"] and every["rd"] != scene_only["rd"]

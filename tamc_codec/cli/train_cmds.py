@@ -176,12 +176,17 @@ def _numbers(option: str, text: str) -> list[float]:
               help="The encoders of groups serving only seg, depth or normal see each training picture under a "
                    "random change of exposure, contrast, colour balance and gamma (their labels do not depend on "
                    "pixel values); the other groups see it as it is.")
+@click.option("--augment-pixels", is_flag=True,
+              help="With --augment: groups serving edge or rgb (besides scene tasks) see the changed picture too, "
+                   "those targets computed again from it as the data pipeline labels a scene (exact on whole "
+                   "scenes; on crops the filters mirror the crop's border). Groups serving keypoint, whose "
+                   "filter is slower than a training step, see the picture as it is.")
 @click.option("--val-limit", type=int, default=None, help="Validate on the first N images only.")
 @_device_options
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
 def stage2(anchor, dag_file, data, val, out, lambdas, gain_range, steps_entropy, steps_finetune, batch, crop, views,
-           large_data, large_crop, seed, global_context, no_parents, parent_input, augment, val_limit, device, workers,
-           quiet) -> None:
+           large_data, large_crop, seed, global_context, no_parents, parent_input, augment, augment_pixels, val_limit,
+           device, workers, quiet) -> None:
     """Stage 2: entropy models along the DAG, then rate-distortion fine-tuning.
 
     \b
@@ -201,7 +206,7 @@ def stage2(anchor, dag_file, data, val, out, lambdas, gain_range, steps_entropy,
     cfg = Stage2Config(anchor=anchor, dag=dag_file, data=data, val=val, out=out, lambdas=lams, gain_range=gains,
                        steps_entropy=steps_entropy, steps_finetune=steps_finetune, batch=batch, crop=crop,
                        views=views, large_data=large_data, large_crop=large_crop, seed=seed, use_global=global_context, no_parents=no_parents,
-                       parent_input=parent_input, augment=augment,
+                       parent_input=parent_input, augment=augment, augment_pixels=augment_pixels,
                        val_limit=val_limit, device=device, workers=workers)
     rec = train_stage2(cfg, progress=not quiet, log=lambda m: click.echo(m, err=True))
     if rec and not rec.get("paused"):

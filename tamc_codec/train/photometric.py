@@ -1,8 +1,10 @@
 """Random photometric changes of training pictures: exposure, contrast, colour balance, gamma.
 
-Geometry is untouched, so seg, depth and normal labels stay right; edge, keypoint and rgb labels
-are made of the pixels, so pictures for those tasks are never changed. Stage 3 (`--augment`)
-codes changed 8-bit pictures; stage 2 (`--augment`) changes its training tensors the same way.
+Geometry is untouched, so seg, depth and normal labels stay right. Edge, keypoint and rgb labels
+are made of the pixels: a changed picture needs them made again from it (`pixel_labels`, the data
+pipeline's own filters and storage rounding), or it must not be shown to those tasks. Stage 3
+(`--augment`) codes changed 8-bit pictures for the scene tasks' decoders; stage 2 (`--augment`)
+changes its training tensors the same way, for every group with `--augment-pixels`.
 """
 from __future__ import annotations
 
@@ -40,4 +42,32 @@ def photometric_batch(images: torch.Tensor, rng: np.random.Generator) -> torch.T
     return torch.stack(out)
 
 
-__all__ = ["photometric_params", "photometric_change", "photometric_batch"]
+#: tasks whose labels are computed from the picture's pixels (data.synth, tasks.labels)
+PIXEL_TASKS = ("edge", "keypoint", "rgb")
+
+
+def pixel_labels(images: torch.Tensor, tasks: list[str]) -> dict[str, torch.Tensor]:
+    """Training targets of the pixel-made `tasks` for a batch (N, 3, H, W) of 8-bit values in [0, 1],
+    computed as the data pipeline computes a scene's: the labelling filters on the 8-bit picture, the
+    PNG storage's rounding, the loader's normalisation. On a whole scene this is exactly its stored
+    label; on a crop the filters read mirrored pixels instead of the scene's within a few pixels of
+    the border (up to the keypoint filter's reach where the crop's content is large blobs)."""
+    from ..data.arrays import normalise
+    from ..tasks import labels
+
+    store = {"edge": (labels.edge_label, labels.edge_to_png), "keypoint": (labels.keypoint_label, labels.keypoint_to_png)}
+    pictures = np.rint(images.detach().float().cpu().clamp(0, 1).permute(0, 2, 3, 1).numpy() * 255).astype(np.uint8)
+    out = {}
+    for t in tasks:
+        if t not in PIXEL_TASKS:
+            raise ValueError(f"{t} is not labelled from the pixels")
+        if t == "rgb":
+            stored = list(pictures)
+        else:
+            label, to_png = store[t]
+            stored = [to_png(label(pic)) for pic in pictures]
+        out[t] = torch.from_numpy(np.stack([normalise(t, a) for a in stored])).to(images.device)
+    return out
+
+
+__all__ = ["PIXEL_TASKS", "photometric_params", "photometric_change", "photometric_batch", "pixel_labels"]

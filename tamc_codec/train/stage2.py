@@ -26,7 +26,7 @@ from ..tasks.losses import task_loss
 from . import DEFAULT_GAIN_RANGE, DEFAULT_LAMBDAS
 from .common import (Dist, cpu_state_dict, git_commit, load_checkpoint, save_checkpoint, seed_everything,
                      set_threads, write_json)
-from .photometric import photometric_batch
+from .photometric import PIXEL_TASKS, photometric_batch, pixel_labels
 from .stage1 import (TaskMetrics, anchor_trivial, hardware, load_anchor, model_device, to_device, training_device,
                      training_views)
 
@@ -67,6 +67,10 @@ class Stage2Config:
     # under a random photometric change (as stage 3's --augment); the others see it as it is, since
     # edge, keypoint and rgb labels are made of its pixels
     augment: bool = False
+    # with `augment`, the groups serving edge or rgb (besides scene tasks) see the changed picture too, those
+    # targets made again from it (photometric.pixel_labels): shared groups' encoders learn the change as well.
+    # Groups serving keypoint never do (augmented_groups)
+    augment_pixels: bool = False
 
 
 class CodecModel(nn.Module):
@@ -96,14 +100,18 @@ class CodecModel(nn.Module):
         return self.entropy[g.replace("+", "_")]
 
     def forward(self, image: torch.Tensor, q: torch.Tensor, tasks: dict[str, list[str]] | None = None,
-                origin: torch.Tensor | None = None, scene_image: torch.Tensor | None = None) -> dict:
+                origin: torch.Tensor | None = None, changed_image: torch.Tensor | None = None,
+                changed_groups: list[str] | None = None) -> dict:
         """Predictions of each group's served tasks and the bits of every layer.
 
-        `origin`: where training crops sit in their scenes (nets.multitask.coord_grid). `scene_image`:
-        what the groups serving only scene tasks analyse instead of `image` (Stage2Config.augment)."""
-        latents = self.base.encode(image, self.order, origin)
-        if scene_image is not None:
-            latents.update(self.base.encode(scene_image, scene_groups(self.base), origin))
+        `origin`: where training crops sit in their scenes (nets.multitask.coord_grid). `changed_image`:
+        what `changed_groups` (default: those serving only scene tasks) analyse instead of `image`
+        (Stage2Config.augment)."""
+        changed = [] if changed_image is None else (scene_groups(self.base) if changed_groups is None
+                                                    else changed_groups)
+        latents = self.base.encode(image, [g for g in self.order if g not in changed], origin)
+        if changed:
+            latents.update(self.base.encode(changed_image, changed, origin))
         context: dict[str, torch.Tensor] = {}
         bits = {}
         preds = {}
@@ -135,7 +143,19 @@ def init_gains_from_data(model: CodecModel, ds: MultiTaskDataset, rng: np.random
 
 def scene_groups(base: MultiGroupModel) -> list[str]:
     """Coded groups whose served tasks are all scene tasks: their labels do not depend on pixel values."""
-    return [g for g, ts in served_tasks(base).items() if ts and set(ts) <= set(SCENE_TASKS)]
+    return augmented_groups(base, pixels=False)
+
+
+#: pixel-made tasks whose labels are cheap to make again during training (photometric.pixel_labels);
+#: keypoint's filter takes longer than a training step (0.7 s a 256² picture on two cores)
+RELABELLED_TASKS = ("edge", "rgb")
+
+
+def augmented_groups(base: MultiGroupModel, pixels: bool) -> list[str]:
+    """Coded groups that see stage 2's changed pictures (Stage2Config.augment): those serving only scene
+    tasks; with `pixels`, every group whose served tasks are scene tasks or can be labelled again."""
+    allowed = set(SCENE_TASKS) | (set(RELABELLED_TASKS) if pixels else set())
+    return [g for g, ts in served_tasks(base).items() if ts and set(ts) <= allowed]
 
 
 def served_tasks(base: MultiGroupModel) -> dict[str, list[str]]:
@@ -192,6 +212,8 @@ def evaluate_rd(model: CodecModel, val: MultiTaskDataset, trivial: dict[str, flo
 
 
 def train_stage2(cfg: Stage2Config, *, progress: bool = True, log=print, stop_after: int | None = None) -> dict:
+    if cfg.augment_pixels and not cfg.augment:
+        raise TamcInputError("--augment-pixels needs --augment: it says who sees the changed pictures")
     set_threads()
     seed_everything(cfg.seed)
     out = Path(cfg.out)
@@ -202,6 +224,7 @@ def train_stage2(cfg: Stage2Config, *, progress: bool = True, log=print, stop_af
     device = training_device(cfg.device, Dist())
     model = CodecModel(base, parents, order, q_count, cfg.hyper_channels, cfg.use_global, cfg.parent_input).to(device)
     tasks = served_tasks(base)
+    changed = augmented_groups(base, cfg.augment_pixels)
     needed = sorted({t for ts in tasks.values() for t in ts})
     train_ds = MultiTaskDataset(cfg.data, needed, crop=cfg.crop, train=True)
     sources = training_views(train_ds, cfg.data, cfg.views, cfg.large_data, cfg.large_crop)
@@ -263,10 +286,12 @@ def train_stage2(cfg: Stage2Config, *, progress: bool = True, log=print, stop_af
                                                  / max(1, cfg.steps_entropy if frozen else cfg.steps_finetune))))
         for gparam in opt.param_groups:
             gparam["lr"] = (cfg.lr if frozen else cfg.lr_finetune) * (0.05 + 0.95 * lr_scale)
-        scene_image = None
+        changed_image = None
         if cfg.augment:  # drawn from the step alone, like the batch, so a resume draws the same
-            scene_image = photometric_batch(b["image"], np.random.default_rng([cfg.seed, 3, step]))
-        res = model(b["image"], q, tasks, b["origin"], scene_image)
+            changed_image = photometric_batch(b["image"], np.random.default_rng([cfg.seed, 3, step]))
+            # each task is served (and so trained here) by one group: its labels follow what that group sees
+            b.update(pixel_labels(changed_image, [t for g in changed for t in tasks[g] if t in PIXEL_TASKS]))
+        res = model(b["image"], q, tasks, b["origin"], changed_image, changed)
         pixels = b["image"].shape[-1] * b["image"].shape[-2]
         bpp = sum(res["bits"].values()) / pixels                     # (k,)
         dist = torch.zeros(k, device=device)
