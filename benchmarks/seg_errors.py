@@ -1,5 +1,7 @@
-"""Where an exported model's segmentation goes wrong: per-class recall and confusions, and how the
-cross-entropy splits by distance to the nearest label boundary.
+"""Where an exported model's segmentation goes wrong: per-class recall and confusions, how the
+cross-entropy splits by distance to the nearest label boundary, and how much of it is confidence
+(the loss with the decoder's logits divided by a temperature T: T > 1 lowers a loss made of
+confident mistakes and leaves the argmax, so mIoU, unchanged).
 
     python benchmarks/seg_errors.py --model models/default --data data/test --images 50 --quality 5
 
@@ -16,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 BANDS = ((0, 2), (3, 8), (9, None))  # distance to the nearest label boundary, pixels
+TEMPERATURES = (0.8, 1.0, 1.25, 1.5, 2.0, 2.5, 3.0)
 
 
 def main() -> None:
@@ -46,6 +49,7 @@ def main() -> None:
     confusion = np.zeros((k, k), np.int64)
     ce_sum, px = np.zeros(len(BANDS)), np.zeros(len(BANDS), np.int64)
     per_image = []  # the training loss of each picture (task_loss: mean over its labelled pixels)
+    per_image_at = {t: [] for t in TEMPERATURES}
     for i in range(n):
         pred = task_prediction(rt, "seg", {g: v[i:i + 1].astype(np.float32) for g, v in latents.items()},
                                ds.size, ds.size)
@@ -55,6 +59,9 @@ def main() -> None:
         ce = F.cross_entropy(torch.from_numpy(pred)[None], torch.from_numpy(label)[None], ignore_index=SEG_IGNORE,
                              reduction="none")[0].numpy()
         per_image.append(float(ce[valid].mean()))
+        for t in TEMPERATURES:
+            per_image_at[t].append(float(F.cross_entropy(torch.from_numpy(pred)[None] / t, torch.from_numpy(label)[None],
+                                                         ignore_index=SEG_IGNORE)))
         boundary = np.zeros(label.shape, bool)
         boundary[:-1] |= label[:-1] != label[1:]
         boundary[:, :-1] |= label[:, :-1] != label[:, 1:]
@@ -84,11 +91,15 @@ def main() -> None:
     for r in rows:
         print(f"{r['class']:10s} {r['pixels']:7.3f} {r['recall']:7.3f} {r['iou']:6.3f}  "
               + ", ".join(f"{w['as']} {w['share']:.2f}" for w in r["confused_with"]))
+    at_t = {str(t): float(np.mean(v)) / rt.trivial_loss["seg"] for t, v in per_image_at.items()} if rt.trivial_loss else {}
+    if at_t:
+        print("loss / trivial with the logits divided by T: " + ", ".join(f"T {t} {v:.3f}" for t, v in at_t.items()))
     print("distance to a label boundary: " + "; ".join(
         f"{b['distance_px']} px: {b['pixels']:.1%} of pixels, {b['share_of_ce']:.1%} of the cross-entropy" for b in bands))
     out = Path(args.out or Path(__file__).parent / "results" / f"seg_errors_{Path(args.data).name}.json")
     out.write_text(json.dumps({"model": rt.id, "data": args.data, "images": n, "quality": q,
-                               "miou": float(np.mean([r["iou"] for r in rows])), "loss_over_trivial": over_trivial, "classes": rows, "boundary_bands": bands},
+                               "miou": float(np.mean([r["iou"] for r in rows])), "loss_over_trivial": over_trivial,
+                               "loss_over_trivial_at_temperature": at_t, "classes": rows, "boundary_bands": bands},
                               indent=1) + "\n")
 
 
