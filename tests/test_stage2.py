@@ -83,7 +83,7 @@ def test_augment_changes_only_what_the_scene_task_groups_see(anchor_and_dag, tmp
 
     from tamc_codec.train.photometric import photometric_batch, photometric_change
     from tamc_codec.train.stage1 import load_anchor
-    from tamc_codec.train.stage2 import scene_groups
+    from tamc_codec.train.stage2 import augmented_groups
 
     # the batch version is the codec-side change (8-bit pictures) applied to training tensors
     img = np.random.default_rng(0).integers(0, 256, (16, 12, 3), dtype=np.uint8)
@@ -92,7 +92,7 @@ def test_augment_changes_only_what_the_scene_task_groups_see(anchor_and_dag, tmp
     assert np.abs(batch[0].permute(1, 2, 0).numpy() * 255 - one).max() <= 1.0001
     assert (one != img).any()
     # seg+depth serves seg and depth only; edge+rgb's labels are made of the pixels
-    assert scene_groups(load_anchor(anchor_and_dag / "s1" / "anchor.pt")) == ["seg+depth"]
+    assert augmented_groups(load_anchor(anchor_and_dag / "s1" / "anchor.pt"), pixels=False) == ["seg+depth"]
     plain = train_stage2(_cfg(anchor_and_dag, tmp_path / "plain"), progress=False)
     augmented = train_stage2(_cfg(anchor_and_dag, tmp_path / "aug", augment=True), progress=False)
     assert augmented["config"]["augment"] and augmented["rd"] != plain["rd"]

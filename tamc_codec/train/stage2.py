@@ -101,14 +101,12 @@ class CodecModel(nn.Module):
 
     def forward(self, image: torch.Tensor, q: torch.Tensor, tasks: dict[str, list[str]] | None = None,
                 origin: torch.Tensor | None = None, changed_image: torch.Tensor | None = None,
-                changed_groups: list[str] | None = None) -> dict:
+                changed_groups: list[str] = ()) -> dict:
         """Predictions of each group's served tasks and the bits of every layer.
 
         `origin`: where training crops sit in their scenes (nets.multitask.coord_grid). `changed_image`:
-        what `changed_groups` (default: those serving only scene tasks) analyse instead of `image`
-        (Stage2Config.augment)."""
-        changed = [] if changed_image is None else (scene_groups(self.base) if changed_groups is None
-                                                    else changed_groups)
+        what `changed_groups` analyse instead of `image` (Stage2Config.augment, augmented_groups)."""
+        changed = list(changed_groups) if changed_image is not None else []
         latents = self.base.encode(image, [g for g in self.order if g not in changed], origin)
         if changed:
             latents.update(self.base.encode(changed_image, changed, origin))
@@ -139,11 +137,6 @@ def init_gains_from_data(model: CodecModel, ds: MultiTaskDataset, rng: np.random
             chunks[g].append(y.transpose(0, 1).flatten(1))
     for g in model.order:
         model.em(g).init_gains(torch.cat(chunks[g], dim=1).std(dim=1), *gain_range)
-
-
-def scene_groups(base: MultiGroupModel) -> list[str]:
-    """Coded groups whose served tasks are all scene tasks: their labels do not depend on pixel values."""
-    return augmented_groups(base, pixels=False)
 
 
 #: pixel-made tasks whose labels are cheap to make again during training (photometric.pixel_labels);
