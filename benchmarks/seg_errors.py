@@ -56,12 +56,11 @@ def main() -> None:
         label = ds.sample(i)["seg"].numpy().astype(np.int64)
         valid = label != SEG_IGNORE
         np.add.at(confusion, (label[valid], pred.argmax(0)[valid]), 1)
-        ce = F.cross_entropy(torch.from_numpy(pred)[None], torch.from_numpy(label)[None], ignore_index=SEG_IGNORE,
-                             reduction="none")[0].numpy()
+        logits, target = torch.from_numpy(pred)[None], torch.from_numpy(label)[None]
+        ce = F.cross_entropy(logits, target, ignore_index=SEG_IGNORE, reduction="none")[0].numpy()
         per_image.append(float(ce[valid].mean()))
         for t in TEMPERATURES:
-            per_image_at[t].append(float(F.cross_entropy(torch.from_numpy(pred)[None] / t, torch.from_numpy(label)[None],
-                                                         ignore_index=SEG_IGNORE)))
+            per_image_at[t].append(float(F.cross_entropy(logits / t, target, ignore_index=SEG_IGNORE)))
         boundary = np.zeros(label.shape, bool)
         boundary[:-1] |= label[:-1] != label[1:]
         boundary[:, :-1] |= label[:, :-1] != label[:, 1:]

@@ -521,6 +521,8 @@ def load_anchor(path: str | Path, seed: int = 0) -> MultiGroupModel:
     """The stage-1 network saved as OUT/anchor.pt (used by benchmarks and stages 1 and 2), or an
     exported model folder's networks rebuilt from its graphs (train.rebuild, which draws the decoders
     the model never exported from `seed`)."""
+    if not Path(path).exists():
+        raise TamcInputError(f"{path}: no such anchor.pt or model folder")
     if Path(path).is_dir():
         from .rebuild import rebuild_network
 
