@@ -31,6 +31,9 @@ IMAGE_DERIVED_TASKS: tuple[str, ...] = ("edge", "keypoint", "rgb")
 SPLIT_SEED_BASE: dict[str, int] = {"train": 0, "val": 1_000_000, "test": 2_000_000}
 SPLIT_SEED_SPAN = 1_000_000
 
+# Surface material sets of generated scenes (CONTRACT.md, "Material sets"); "wide" is for training splits only.
+MATERIAL_SETS: tuple[str, ...] = ("standard", "wide")
+
 GROUP_SEPARATOR = "+"
 
 

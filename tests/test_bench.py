@@ -92,6 +92,17 @@ def test_bd_rate_drops_non_monotone_points():
     assert res["value"] == pytest.approx(-20.0, abs=1e-6)
 
 
+def test_bd_rate_stays_sane_where_a_curve_is_nearly_flat():
+    # the recorded seg curves of the shipped model's bench: WebP's top two settings differ by 0.5 bpp and
+    # 5e-6 in loss; tamc needs fewer bits than WebP at every shared loss, so the BD-rate must be negative
+    webp_r = [0.0732, 0.1362, 0.3007, 0.4947, 0.8080, 1.5205, 2.0696]
+    webp_l = [0.60280, 0.53309, 0.53253, 0.53077, 0.52886, 0.524677, 0.524672]
+    tamc_r = [0.0479, 0.1134, 0.4814, 1.0666]
+    tamc_l = [0.66539, 0.53946, 0.52492, 0.52151]
+    res = curves.bd_rate(webp_r, webp_l, tamc_r, tamc_l, higher_is_better=False)
+    assert res["status"] == "ok" and -60 < res["value"] < 0
+
+
 def test_bd_rate_no_overlap():
     q = _psnr_like(RATES)
     res = curves.bd_rate(RATES, q, RATES, [v + 100 for v in q], higher_is_better=True)

@@ -59,6 +59,42 @@ def test_texture_split_is_disjoint_and_enforced(monkeypatch):
     assert used and set(used) <= set(splits["test"])
 
 
+def test_standard_material_set_renders_what_it_always_rendered():
+    # the val and test folders behind every recorded number are standard scenes: a change to the
+    # generator's standard path would silently move them (pixels, not PNG bytes, are pinned)
+    s = synth.generate(10, 64, textures.PHOTO_SPLITS["train"])
+    assert hashlib.sha256(np.ascontiguousarray(s["rgb"]).tobytes()).hexdigest() == \
+        "aad5b3418bf58af4970b8c30b6ec1e377fd14cddf5e8fdd5b3ac2d2a88d7dd14"
+
+
+def test_wide_material_set_is_deterministic_train_only_and_recorded(tmp_path, monkeypatch):
+    used = []
+    real = textures.photo
+    monkeypatch.setattr(textures, "photo", lambda name: used.append(name) or real(name))
+    rng = np.random.default_rng(3)
+    kinds = set()
+    for _ in range(60):
+        tile, scale = textures.make_material(rng, textures.PHOTO_SPLITS["train"], "wide")
+        assert tile.shape == (textures.TEXTURE_SIZE, textures.TEXTURE_SIZE, 3) and tile.dtype == np.float32
+        assert 0.0 <= tile.min() and tile.max() <= 1.0 and scale > 0
+        kinds.add(round(float(tile.std()), 3))
+    assert len(kinds) > 40  # varied surfaces, not one tile repeated
+    assert used and set(used) <= set(textures.PHOTO_SPLITS["train"])
+
+    meta = synthesize(tmp_path / "wide", 2, 64, 10, workers=1, materials="wide")
+    assert meta["materials"] == "wide" and meta["split"] == "train"
+    again = synthesize(tmp_path / "again", 2, 64, 10, workers=2, materials="wide")
+    assert again["materials"] == "wide" and _digest(tmp_path / "again") == _digest(tmp_path / "wide")
+    standard = synth.generate(10, 64, textures.PHOTO_SPLITS["train"])["rgb"]
+    assert not np.array_equal(np.asarray(Image.open(tmp_path / "wide" / "rgb" / "000000.png")), standard)
+    for split_seed in (1_000_000, 2_000_000):
+        with pytest.raises(TamcInputError, match="train split only"):
+            synthesize(tmp_path / f"refused{split_seed}", 1, 64, split_seed, materials="wide")
+        assert not (tmp_path / f"refused{split_seed}").exists()
+    with pytest.raises(TamcInputError, match="--materials must be one of"):
+        synthesize(tmp_path / "unknown", 1, 64, 10, materials="shiny")
+
+
 def test_scenes_have_objects_and_varied_labels(scenes):
     d = SceneFolder.open(scenes)
     classes = set()

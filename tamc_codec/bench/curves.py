@@ -23,8 +23,11 @@ import numpy as np
 #: BD-rates are reported only where the quality ranges overlap by at least this fraction
 #: (of the union of both ranges, bjontegaard's own definition of overlap).
 MIN_OVERLAP = 0.20
-#: Akima interpolation, the bjontegaard package's recommendation; needs no matching points.
-BD_METHOD = "akima"
+#: Monotone piecewise-cubic (PCHIP) interpolation; needs no matching points. A Pareto front's
+#: log-rate rises with quality, and PCHIP keeps it rising between points; Akima (the package's
+#: recommendation) overshoots where a curve is nearly flat in quality (two settings 0.5 bpp apart
+#: with equal loss) and turned tamc's seg against WebP into +93,000 % where PCHIP gives -15 %.
+BD_METHOD = "pchip"
 
 
 def _finite(rates: Sequence[float], values: Sequence[float]) -> tuple[np.ndarray, np.ndarray]:

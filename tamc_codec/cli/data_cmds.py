@@ -6,7 +6,7 @@ import sys
 
 import click
 
-from ..contract import SPLIT_SEED_BASE, SPLIT_SEED_SPAN
+from ..contract import MATERIAL_SETS, SPLIT_SEED_BASE, SPLIT_SEED_SPAN
 
 
 @click.group()
@@ -22,12 +22,15 @@ def data() -> None:
 @click.option("--split", type=click.Choice(sorted(SPLIT_SEED_BASE)), default=None,
               help=f"Add this split's base to --seed (train 0, val {SPLIT_SEED_BASE['val']:,}, "
                    f"test {SPLIT_SEED_BASE['test']:,}; {SPLIT_SEED_SPAN:,} seeds each).")
+@click.option("--materials", type=click.Choice(MATERIAL_SETS), default="standard", show_default=True,
+              help="Surface materials: the standard set (every split), or the wide set, which adds procedural "
+                   "surfaces and recoloured, turned photo tiles (train split only; docs/CONTRACT.md).")
 @click.option("--out", "-o", type=click.Path(file_okay=False), required=True, help="Output folder (new or empty).")
 @click.option("--workers", "-j", type=int, default=None, help="Processes (default: all cores).")
 @click.option("--force", is_flag=True, help="Write into a non-empty folder, replacing files of the same names.")
 @click.option("--json", "as_json", is_flag=True, help="Print meta.json and timing as JSON.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
-def synth(count: int, size: int, seed: int, split: str | None, out: str, workers: int | None,
+def synth(count: int, size: int, seed: int, split: str | None, materials: str, out: str, workers: int | None,
           force: bool, as_json: bool, quiet: bool) -> None:
     """Render procedurally generated indoor scenes with labels for all six tasks.
 
@@ -62,7 +65,7 @@ def synth(count: int, size: int, seed: int, split: str | None, out: str, workers
 
     try:
         meta = synthesize(out, count, size, seed, workers=workers, force=force,
-                          progress=None if quiet or as_json else progress)
+                          progress=None if quiet or as_json else progress, materials=materials)
     finally:
         if bar is not None:
             bar.close()

@@ -30,11 +30,11 @@ def _write_png(path: Path, array: np.ndarray) -> None:
     os.replace(tmp, path)
 
 
-def _render_one(job: tuple[str, int, int, int, tuple[str, ...]]) -> int:
-    out, index, seed, size, photos = job
+def _render_one(job: tuple[str, int, int, int, tuple[str, ...], str]) -> int:
+    out, index, seed, size, photos, material_set = job
     from . import synth
 
-    s = synth.generate(seed, size, photos)
+    s = synth.generate(seed, size, photos, material_set)
     root = Path(out)
     name = f"{index:06d}.png"
     _write_png(root / "rgb" / name, s["rgb"])
@@ -49,8 +49,13 @@ def _render_one(job: tuple[str, int, int, int, tuple[str, ...]]) -> int:
 
 
 def synthesize(out: str | Path, count: int, size: int, seed: int, *, workers: int | None = None,
-               force: bool = False, progress: Callable[[int], None] | None = None) -> dict:
-    """Render `count` scenes with seeds seed..seed+count-1 into `out`; returns meta.json's content."""
+               force: bool = False, progress: Callable[[int], None] | None = None,
+               materials: str = "standard") -> dict:
+    """Render `count` scenes with seeds seed..seed+count-1 into `out`; returns meta.json's content.
+
+    `materials` picks the material set (textures.MATERIAL_SETS); `wide` is for training splits only,
+    so validation and test scenes always look the way the reported numbers assume.
+    """
     from . import synth, textures
 
     if count < 1:
@@ -66,6 +71,10 @@ def synthesize(out: str | Path, count: int, size: int, seed: int, *, workers: in
             f"scene seeds {seed}..{seed + count - 1} must lie inside one split's range "
             f"(train {SPLIT_SEED_BASE['train']}, val {SPLIT_SEED_BASE['val']}, test {SPLIT_SEED_BASE['test']}, "
             f"{SPLIT_SEED_SPAN} seeds each)") from None
+    if materials not in textures.MATERIAL_SETS:
+        raise TamcInputError(f"--materials must be one of {', '.join(textures.MATERIAL_SETS)} (got {materials!r})")
+    if materials != "standard" and split != "train":
+        raise TamcInputError(f"--materials {materials} is for the train split only; {split} scenes use the standard set")
     root = Path(out)
     if root.exists() and not root.is_dir():
         raise TamcInputError(f"{root} exists and is not a folder")
@@ -75,7 +84,7 @@ def synthesize(out: str | Path, count: int, size: int, seed: int, *, workers: in
         (root / t).mkdir(parents=True, exist_ok=True)
     (root / META).unlink(missing_ok=True)
     photos = textures.PHOTO_SPLITS[split]
-    jobs = [(str(root), i, seed + i, size, photos) for i in range(count)]
+    jobs = [(str(root), i, seed + i, size, photos, materials) for i in range(count)]
     workers = workers or min(os.cpu_count() or 1, count)
     if workers > 1:
         import multiprocessing as mp
@@ -101,6 +110,7 @@ def synthesize(out: str | Path, count: int, size: int, seed: int, *, workers: in
         "classes": list(SEG_CLASSES),
         "intrinsics": synth.intrinsics(size),
         "textures": list(photos),
+        "materials": materials,
         "label_scales": dict(labels.LABEL_SCALES),
         "tasks": list(TASKS),
     }

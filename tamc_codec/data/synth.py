@@ -308,13 +308,13 @@ def _furniture(rng: np.random.Generator, cls: str, x: float, z: float, y0: float
 OBJECT_CLASSES = SEG_CLASSES[2:]
 
 
-def build_scene(seed: int, photos: tuple[str, ...]) -> Scene:
-    """The scene of one seed: room, objects, lights and camera. Deterministic in `seed`."""
+def build_scene(seed: int, photos: tuple[str, ...], material_set: str = "standard") -> Scene:
+    """The scene of one seed: room, objects, lights and camera. Deterministic in `seed` and the material set."""
     rng = np.random.default_rng(seed)
     materials: list[tuple[np.ndarray, float]] = []
 
     def mat() -> int:
-        materials.append(textures.make_material(rng, photos))
+        materials.append(textures.make_material(rng, photos, material_set))
         return len(materials) - 1
 
     W, D, H = rng.uniform(4.0, 9.0), rng.uniform(4.0, 9.0), rng.uniform(2.6, 3.4)
@@ -567,11 +567,11 @@ def render(scene: Scene, size: int) -> dict[str, np.ndarray]:
     }
 
 
-def generate(seed: int, size: int, photos: tuple[str, ...]) -> dict[str, np.ndarray]:
+def generate(seed: int, size: int, photos: tuple[str, ...], material_set: str = "standard") -> dict[str, np.ndarray]:
     """All six labels of scene `seed` (raw units of docs/CONTRACT.md, plus `valid`)."""
     from ..tasks import labels
 
-    out = render(build_scene(seed, photos), size)
+    out = render(build_scene(seed, photos, material_set), size)
     out["edge"] = labels.edge_label(out["rgb"])
     out["keypoint"] = labels.keypoint_label(out["rgb"])
     return out

@@ -89,6 +89,49 @@ def _stage3_line(s3: dict) -> str:
     return text + ", ".join(parts) + "."
 
 
+def quality_lines(q: dict) -> list[str]:
+    """The card's "Measured on the test split" section from a benchmarks/model_quality.py record."""
+    lines: list[str] = []
+    tasks = list(q["anchor"])
+    lines += ["", f"## Measured on the test split ({q['images']} images, 512×512)", "",
+              "Loss / trivial-predictor loss (lower is better; < 0.5 halves the trivial loss) and bits per pixel "
+              "of the layers each task needs (header included):", "",
+              "| | all tasks bpp | " + " | ".join(tasks) + " |",
+              "|---|---|" + "---|" * len(tasks)]
+    anchor_row = ("the model's networks, latents unquantised" if q.get("anchor_source") == "model"
+                  else "anchor (uncompressed)")
+    lines.append(f"| {anchor_row} | — | " + " | ".join(f"{q['anchor'][t]['normalised']:.3f}" for t in tasks) + " |")
+    for r in q["qualities"]:
+        lines.append(f"| q{r['quality']} | {r['bpp_all']:.3f} | " + " | ".join(
+            f"{r['tasks'][t]['normalised']:.3f} @ {r['tasks'][t]['bpp']:.3f}" for t in tasks) + " |")
+    top = q["qualities"][-1]["tasks"]
+    lines += ["", f"Human metrics at the highest quality ({anchor_row if q.get('anchor_source') == 'model' else 'anchor'}"
+                  " in brackets):", ""]
+    for t in tasks:
+        m = {k: v for k, v in top[t].items() if k not in ("bpp", "loss", "normalised", "vs_anchor")}
+        a = {k: v for k, v in q["anchor"][t].items() if k not in ("loss", "normalised")}
+        lines.append(f"- {t}: " + ", ".join(f"{k} {_fmt(v)} ({_fmt(a.get(k))})" for k, v in m.items()))
+    # A quality at which a task does worse than predicting its training mean is worth no bits for
+    # that task; a receiver picking a quality needs to know before it encodes.
+    below = [(r["quality"], [t for t in tasks if r["tasks"][t]["normalised"] > 1.0]) for r in q["qualities"]]
+    below = [(qq, ts) for qq, ts in below if ts]
+    if below:
+        lines += ["", "Worse than the trivial predictor (loss / trivial > 1), so not worth coding for those "
+                  "tasks: " + "; ".join(f"q{qq}: {', '.join(ts)}" for qq, ts in below) + "."]
+    checks = q.get("checks", {})
+    if checks:
+        lines += ["", "Checks:", ""]
+        for name, v in checks.items():
+            if isinstance(v, dict):
+                passed = [t for t, ok in v.items() if ok]
+                failed = [t for t, ok in v.items() if not ok]
+                lines.append(f"- {name}: " + (f"yes for {', '.join(passed)}" if passed else "none")
+                             + (f"; no for {', '.join(failed)}" if failed else ""))
+            else:
+                lines.append(f"- {name}: {_fmt(v)}")
+    return lines
+
+
 def write_card(run: Path, model: Path, quality_json: Path) -> str:
     manifest = json.loads((model / "manifest.json").read_text())
     grouping = _load(run / "grouping.json") or {}
@@ -216,43 +259,7 @@ def write_card(run: Path, model: Path, quality_json: Path) -> str:
                      f"{' (stage 1b included)' if s1b and s1b['config'].get('device', 'cpu') == 'cpu' else ''} on the "
                      f"{platform.machine()} CPU (`bin/train-default`).")
     if q:
-        tasks = list(q["anchor"])
-        lines += ["", f"## Measured on the test split ({q['images']} images, 512×512)", "",
-                  "Loss / trivial-predictor loss (lower is better; < 0.5 halves the trivial loss) and bits per pixel "
-                  "of the layers each task needs (header included):", "",
-                  "| | all tasks bpp | " + " | ".join(tasks) + " |",
-                  "|---|---|" + "---|" * len(tasks)]
-        anchor_row = ("the model's networks, latents unquantised" if q.get("anchor_source") == "model"
-                      else "anchor (uncompressed)")
-        lines.append(f"| {anchor_row} | — | " + " | ".join(f"{q['anchor'][t]['normalised']:.3f}" for t in tasks) + " |")
-        for r in q["qualities"]:
-            lines.append(f"| q{r['quality']} | {r['bpp_all']:.3f} | " + " | ".join(
-                f"{r['tasks'][t]['normalised']:.3f} @ {r['tasks'][t]['bpp']:.3f}" for t in tasks) + " |")
-        top = q["qualities"][-1]["tasks"]
-        lines += ["", f"Human metrics at the highest quality ({anchor_row if q.get('anchor_source') == 'model' else 'anchor'}"
-                      " in brackets):", ""]
-        for t in tasks:
-            m = {k: v for k, v in top[t].items() if k not in ("bpp", "loss", "normalised", "vs_anchor")}
-            a = {k: v for k, v in q["anchor"][t].items() if k not in ("loss", "normalised")}
-            lines.append(f"- {t}: " + ", ".join(f"{k} {_fmt(v)} ({_fmt(a.get(k))})" for k, v in m.items()))
-        # A quality at which a task does worse than predicting its training mean is worth no bits for
-        # that task; a receiver picking a quality needs to know before it encodes.
-        below = [(r["quality"], [t for t in tasks if r["tasks"][t]["normalised"] > 1.0]) for r in q["qualities"]]
-        below = [(qq, ts) for qq, ts in below if ts]
-        if below:
-            lines += ["", "Worse than the trivial predictor (loss / trivial > 1), so not worth coding for those "
-                      "tasks: " + "; ".join(f"q{qq}: {', '.join(ts)}" for qq, ts in below) + "."]
-        checks = q.get("checks", {})
-        if checks:
-            lines += ["", "Checks:", ""]
-            for name, v in checks.items():
-                if isinstance(v, dict):
-                    passed = [t for t, ok in v.items() if ok]
-                    failed = [t for t, ok in v.items() if not ok]
-                    lines.append(f"- {name}: " + (f"yes for {', '.join(passed)}" if passed else "none")
-                                 + (f"; no for {', '.join(failed)}" if failed else ""))
-                else:
-                    lines.append(f"- {name}: {_fmt(v)}")
+        lines += quality_lines(q)
     notes = run / "card_notes.md"
     if notes.exists():
         lines += ["", notes.read_text().strip()]
