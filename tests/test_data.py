@@ -72,13 +72,13 @@ def test_wide_material_set_is_deterministic_train_only_and_recorded(tmp_path, mo
     real = textures.photo
     monkeypatch.setattr(textures, "photo", lambda name: used.append(name) or real(name))
     rng = np.random.default_rng(3)
-    kinds = set()
+    looks = set()
     for _ in range(60):
         tile, scale = textures.make_material(rng, textures.PHOTO_SPLITS["train"], "wide")
         assert tile.shape == (textures.TEXTURE_SIZE, textures.TEXTURE_SIZE, 3) and tile.dtype == np.float32
         assert 0.0 <= tile.min() and tile.max() <= 1.0 and scale > 0
-        kinds.add(round(float(tile.std()), 3))
-    assert len(kinds) > 40  # varied surfaces, not one tile repeated
+        looks.add(round(float(tile.std()), 3))
+    assert len(looks) > 40  # varied surfaces, not one tile repeated
     assert used and set(used) <= set(textures.PHOTO_SPLITS["train"])
 
     meta = synthesize(tmp_path / "wide", 2, 64, 10, workers=1, materials="wide")

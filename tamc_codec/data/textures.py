@@ -116,7 +116,7 @@ def make_material(rng: np.random.Generator, photos: tuple[str, ...],
 
 
 def _wrapped_offsets(n: int) -> np.ndarray:
-    """Pixel-centre coordinates of an n×n tile, shape (n*n, 2)."""
+    """(row, column) of every pixel of an n×n tile, shape (n*n, 2)."""
     yy, xx = np.mgrid[0:n, 0:n].astype(np.float32)
     return np.stack([yy.ravel(), xx.ravel()], axis=1)
 
