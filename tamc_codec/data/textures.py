@@ -115,24 +115,29 @@ def make_material(rng: np.random.Generator, photos: tuple[str, ...],
     return np.ascontiguousarray(tile, dtype=np.float32), float(scale)
 
 
-def _wrapped_offsets(n: int) -> np.ndarray:
+def _pixel_grid(n: int) -> np.ndarray:
     """(row, column) of every pixel of an n×n tile, shape (n*n, 2)."""
     yy, xx = np.mgrid[0:n, 0:n].astype(np.float32)
     return np.stack([yy.ravel(), xx.ravel()], axis=1)
+
+
+def _tile_distance(pts: np.ndarray, centre: np.ndarray, n: int) -> np.ndarray:
+    """Distance from each point to `centre` on the n×n tile's torus, so textures repeat without a seam."""
+    d = np.abs(pts - centre)
+    d = np.minimum(d, n - d)
+    return np.sqrt((d ** 2).sum(axis=-1))
 
 
 def _cells(rng: np.random.Generator, n: int) -> np.ndarray:
     """Voronoi cells with their own shades and darker seams (stones, tiles, gravel)."""
     count = int(rng.integers(12, 160))
     seeds = rng.random((count, 2)).astype(np.float32) * n
-    pts = _wrapped_offsets(n)
+    pts = _pixel_grid(n)
     first = np.full(n * n, np.inf, np.float32)
     second = np.full(n * n, np.inf, np.float32)
     owner = np.zeros(n * n, np.int64)
     for k, c in enumerate(seeds):
-        d = np.abs(pts - c)
-        d = np.minimum(d, n - d)  # wrap, so the tile repeats without a seam
-        dist = np.sqrt((d ** 2).sum(axis=1))
+        dist = _tile_distance(pts, c, n)
         closer = dist < first
         second = np.where(closer, first, np.minimum(second, dist))
         first = np.where(closer, dist, first)
@@ -145,13 +150,11 @@ def _cells(rng: np.random.Generator, n: int) -> np.ndarray:
 def _spots(rng: np.random.Generator, n: int) -> np.ndarray:
     """Discs of random sizes over a plain ground (coins, pebbles, cells)."""
     out = np.zeros((n, n), np.float32)
-    pts = _wrapped_offsets(n).reshape(n, n, 2)
+    pts = _pixel_grid(n).reshape(n, n, 2)
     for _ in range(int(rng.integers(4, 40))):
         c = rng.random(2).astype(np.float32) * n
         r = rng.uniform(2.0, n / 5)
-        d = np.abs(pts - c)
-        d = np.minimum(d, n - d)
-        inside = np.sqrt((d ** 2).sum(axis=2)) < r
+        inside = _tile_distance(pts, c, n) < r
         out[inside] = rng.uniform(0.3, 1.0)
     return out
 
