@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -101,7 +102,7 @@ class CodecModel(nn.Module):
 
     def forward(self, image: torch.Tensor, q: torch.Tensor, tasks: dict[str, list[str]] | None = None,
                 origin: torch.Tensor | None = None, changed_image: torch.Tensor | None = None,
-                changed_groups: list[str] = ()) -> dict:
+                changed_groups: Sequence[str] = ()) -> dict:
         """Predictions of each group's served tasks and the bits of every layer.
 
         `origin`: where training crops sit in their scenes (nets.multitask.coord_grid). `changed_image`:
