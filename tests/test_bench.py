@@ -125,6 +125,33 @@ def test_bd_rate_too_few_points():
     assert res["status"] == "too_few_points" and res["value"] is None
 
 
+# --------------------------------------------------------------------------- intervals of a test mean
+
+
+def test_bootstrap_interval_covers_the_mean_and_narrows_with_more_pictures():
+    from tamc_codec.bench.intervals import bootstrap_interval
+
+    rng = np.random.default_rng(3)
+    few, many = rng.normal(0.5, 0.1, 50), rng.normal(0.5, 0.1, 800)
+    lo, hi = bootstrap_interval(few)
+    assert lo < few.mean() < hi
+    # a normal mean's 95 % interval is about ±1.96 standard errors wide
+    assert hi - lo == pytest.approx(2 * 1.96 * few.std() / math.sqrt(few.size), rel=0.15)
+    lo_m, hi_m = bootstrap_interval(many)
+    assert hi_m - lo_m < (hi - lo) / 3
+    assert bootstrap_interval(few) == (lo, hi)  # seeded: a recorded interval is reproduced
+    assert bootstrap_interval([0.4]) == (0.4, 0.4)
+
+
+def test_bootstrap_interval_refuses_nothing():
+    from tamc_codec.bench.intervals import bootstrap_interval
+
+    with pytest.raises(ValueError):
+        bootstrap_interval([])
+    with pytest.raises(ValueError):
+        bootstrap_interval([0.1, 0.2], level=1.0)
+
+
 # --------------------------------------------------------------------------- baselines
 
 

@@ -43,6 +43,20 @@ def test_card_names_the_qualities_that_lose_to_the_trivial_predictor(tmp_path):
     assert "--lowest-blend" not in text
 
 
+def test_card_gives_the_intervals_of_the_qualities_it_checks(tmp_path):
+    model = _model(tmp_path / "model")
+    q = _quality(tmp_path / "q.json")
+    assert "intervals of loss / trivial" not in write_card(tmp_path, model, q)  # a record without them
+    d = json.loads(q.read_text())
+    d["qualities"].append({**d["qualities"][1], "quality": 3})
+    d["ci95"] = {"method": "percentile bootstrap", "level": 0.95,
+                 **{f"q{k}": {"seg": [0.4, 0.6], "rgb": [0.1, 0.2]} for k in (1, 2, 3)}}
+    q.write_text(json.dumps(d))
+    text = write_card(tmp_path, model, q)
+    assert "95% intervals of loss / trivial over the test pictures (percentile bootstrap), q ≥ 3:" in text
+    assert "- seg: q3 0.400–0.600" in text and "- rgb: q3 0.100–0.200" in text
+
+
 def test_card_says_when_the_lowest_quality_is_blended(tmp_path):
     model = _model(tmp_path / "model")
     m = json.loads((model / "manifest.json").read_text())

@@ -118,6 +118,12 @@ def quality_lines(q: dict) -> list[str]:
     if below:
         lines += ["", "Worse than the trivial predictor (loss / trivial > 1), so not worth coding for those "
                   "tasks: " + "; ".join(f"q{qq}: {', '.join(ts)}" for qq, ts in below) + "."]
+    ci = q.get("ci95") or {}
+    high = [f"q{r['quality']}" for r in q["qualities"][2:] if f"q{r['quality']}" in ci]
+    if high:
+        lines += ["", f"{ci['level']:.0%} intervals of loss / trivial over the test pictures ({ci['method']}), "
+                  "q ≥ 3:", ""]
+        lines += [f"- {t}: " + ", ".join(f"{k} {ci[k][t][0]:.3f}–{ci[k][t][1]:.3f}" for k in high) for t in tasks]
     checks = q.get("checks", {})
     if checks:
         lines += ["", "Checks:", ""]
