@@ -17,9 +17,9 @@ scene scale). Checks (issue: second stage and the shipped model):
 - every quality >= 3: every task at least halves the trivial predictor's loss
 Every picture of the split by default (`--images N`: the first N): a verdict on a half of the test
 split can differ from one on the whole of it (docs/TRAINING.md). Each mean loss / trivial comes with
-its 95 % bootstrap interval over the pictures (`normalised_ci95`; the per-picture losses are in
-`per_image_loss`), and the halving check is also given at the interval's upper end: whether it holds
-however the sampling of pictures fell.
+its 95 % bootstrap interval over the pictures (`ci95`; the per-picture losses are in
+`per_image_loss`), and the halving check is also given at the interval's upper end: whether it
+would still hold for another draw of pictures as large.
 Writes benchmarks/results/model_quality.json (or --out).
 """
 from __future__ import annotations
@@ -33,12 +33,17 @@ import numpy as np
 import torch
 
 from tamc_codec import codec
+from tamc_codec.atomic import atomic_write_bytes
 from tamc_codec.bitstream import TamcReader
 from tamc_codec.data.torch_dataset import MultiTaskDataset
 from tamc_codec.tasks.losses import task_loss
 from tamc_codec.bench.evaluate import Anchor, ModelAnchor, tamc_predictions
 from tamc_codec.bench.intervals import LEVEL, RESAMPLES, bootstrap_interval
 from tamc_codec.train.stage1 import TaskMetrics
+
+
+def _mean(v: list[float]) -> float:
+    return float(np.mean(v))
 
 
 def main() -> None:
@@ -88,21 +93,18 @@ def main() -> None:
                 per_q[q]["met"][t].update(pred, s[t][None])
         print(f"\rimage {i + 1}/{n}", end="", flush=True)
     print()
-    def mean(v: list[float]) -> float:
-        return float(np.mean(v))
-
     result = {"model": str(args.model), "model_id": rt.id, "anchor_source": str(args.anchor), "data": str(args.data),
               "images": n, "trivial_loss_val": trivial,
-              "anchor": {t: {"loss": mean(anchor_loss[t]), "normalised": mean(anchor_loss[t]) / trivial[t],
+              "anchor": {t: {"loss": _mean(anchor_loss[t]), "normalised": _mean(anchor_loss[t]) / trivial[t],
                              **anchor_met[t].result()} for t in tasks},
               "qualities": []}
     for q, r in per_q.items():
         result["qualities"].append({
             "quality": q, "bpp_all": r["bits_all"] / pixels,
             "encode_s_per_image": r["enc_s"] / n,
-            "tasks": {t: {"bpp": r["bits_task"][t] / pixels, "loss": mean(r["loss"][t]),
-                          "normalised": mean(r["loss"][t]) / trivial[t],
-                          "vs_anchor": mean(r["loss"][t]) / max(mean(anchor_loss[t]), 1e-12),
+            "tasks": {t: {"bpp": r["bits_task"][t] / pixels, "loss": _mean(r["loss"][t]),
+                          "normalised": _mean(r["loss"][t]) / trivial[t],
+                          "vs_anchor": _mean(r["loss"][t]) / max(_mean(anchor_loss[t]), 1e-12),
                           **r["met"][t].result()} for t in tasks},
         })
     # per picture, so that the intervals (and any other statistic) can be recomputed from the record
@@ -119,7 +121,7 @@ def main() -> None:
         "highest_quality_within_1.15x_anchor": {t: top[t]["vs_anchor"] <= 1.15 for t in tasks},
         "q>=3_halves_trivial": {t: all(qr["tasks"][t]["normalised"] < 0.5 for qr in result["qualities"][2:])
                                 for t in tasks},
-        # the same check at the upper end of each mean's 95 % interval: it holds whichever pictures were drawn
+        # the same check at the upper end of each mean's 95 % interval: how firm the verdict is
         "q>=3_halves_trivial_at_upper_95": {t: all(result["ci95"][k][t][1] < 0.5 for k in high) for t in tasks},
         "rate_span_highest_over_lowest": result["qualities"][-1]["bpp_all"] / result["qualities"][0]["bpp_all"],
     }
@@ -136,7 +138,7 @@ def main() -> None:
                                                  for t in tasks}))
     print("checks:", json.dumps(checks))
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
+    atomic_write_bytes(args.out, (json.dumps(result, indent=2) + "\n").encode())
 
 
 if __name__ == "__main__":
