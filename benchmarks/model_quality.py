@@ -42,10 +42,6 @@ from tamc_codec.bench.intervals import LEVEL, RESAMPLES, bootstrap_interval
 from tamc_codec.train.stage1 import TaskMetrics
 
 
-def _mean(v: list[float]) -> float:
-    return float(np.mean(v))
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", default="models/default")
@@ -93,22 +89,23 @@ def main() -> None:
                 per_q[q]["met"][t].update(pred, s[t][None])
         print(f"\rimage {i + 1}/{n}", end="", flush=True)
     print()
+    per_image = {"anchor": anchor_loss, **{f"q{q}": r["loss"] for q, r in per_q.items()}}
+    mean = {k: {t: float(np.mean(vs)) for t, vs in by_task.items()} for k, by_task in per_image.items()}
     result = {"model": str(args.model), "model_id": rt.id, "anchor_source": str(args.anchor), "data": str(args.data),
               "images": n, "trivial_loss_val": trivial,
-              "anchor": {t: {"loss": _mean(anchor_loss[t]), "normalised": _mean(anchor_loss[t]) / trivial[t],
+              "anchor": {t: {"loss": mean["anchor"][t], "normalised": mean["anchor"][t] / trivial[t],
                              **anchor_met[t].result()} for t in tasks},
               "qualities": []}
     for q, r in per_q.items():
+        m = mean[f"q{q}"]
         result["qualities"].append({
             "quality": q, "bpp_all": r["bits_all"] / pixels,
             "encode_s_per_image": r["enc_s"] / n,
-            "tasks": {t: {"bpp": r["bits_task"][t] / pixels, "loss": _mean(r["loss"][t]),
-                          "normalised": _mean(r["loss"][t]) / trivial[t],
-                          "vs_anchor": _mean(r["loss"][t]) / max(_mean(anchor_loss[t]), 1e-12),
+            "tasks": {t: {"bpp": r["bits_task"][t] / pixels, "loss": m[t], "normalised": m[t] / trivial[t],
+                          "vs_anchor": m[t] / max(mean["anchor"][t], 1e-12),
                           **r["met"][t].result()} for t in tasks},
         })
     # per picture, so that the intervals (and any other statistic) can be recomputed from the record
-    per_image = {"anchor": anchor_loss, **{f"q{q}": r["loss"] for q, r in per_q.items()}}
     result["per_image_loss"] = {k: {t: [round(v, 6) for v in vs] for t, vs in by_task.items()}
                                 for k, by_task in per_image.items()}
     result["ci95"] = {"method": f"percentile bootstrap over the pictures, {RESAMPLES} resamples, seed 0",
