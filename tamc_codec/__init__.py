@@ -15,15 +15,24 @@ if TYPE_CHECKING:  # pragma: no cover
     import numpy as np
 
 
-def encode(image: Any, tasks: Any = "all", quality: int | None = None, model: str | None = None) -> bytes:
-    """Encode an image (path, PIL image or uint8 HxWx3 array) into .tamc bytes."""
+def encode(image: Any, tasks: Any = "all", quality: int | None = None, model: str | None = None,
+           allow_large: bool = False) -> bytes:
+    """Encode an image (path, PIL image or uint8 HxWx3 array) into .tamc bytes.
+
+    Pictures whose padded size exceeds tamc_codec.limits.MAX_PIXELS are refused (TamcInputError)
+    before their pixels are decoded, unless allow_large (docs/CLI.md, "Size limit").
+    """
     from .codec import encode as _encode
 
-    return _encode(image, tasks=tasks, quality=quality, model=model)
+    return _encode(image, tasks=tasks, quality=quality, model=model, allow_large=allow_large)
 
 
-def decode(data: bytes, task: str, model: str | None = None) -> "np.ndarray":
-    """Decode one task's raw output (units in docs/CONTRACT.md) from .tamc bytes."""
+def decode(data: bytes, task: str, model: str | None = None, allow_large: bool = False) -> "np.ndarray":
+    """Decode one task's raw output (units in docs/CONTRACT.md) from .tamc bytes.
+
+    A file declaring a padded size above tamc_codec.limits.MAX_PIXELS is refused before anything
+    is allocated, unless allow_large.
+    """
     from .codec import decode as _decode
 
-    return _decode(data, task=task, model=model)
+    return _decode(data, task=task, model=model, allow_large=allow_large)

@@ -24,11 +24,10 @@ import numpy as np
 from .bitstream import Header, LayerSpec, TamcReader, pack, pack_substreams
 from .contract import TASKS, mask_tasks, parse_task_list, task_mask
 from .entropy import index_checksum
+from . import limits
 from .errors import TamcFormatError, TamcInputError, TamcModelError
 from .runtime.model import RuntimeModel, find_model
 
-#: Largest image encoded without --allow-large (pixels); bounds memory to about 4 GB.
-MAX_PIXELS = 16_777_216
 #: Graphs that decide entropy parameters run single-threaded: identical floats on every machine setting.
 PARAM_THREADS = 1
 #: Threads of the big graphs (analysis, task decoders); 0 = onnxruntime's choice (all cores).
@@ -55,6 +54,8 @@ class EncodeResult:
     layers: list[dict] = field(default_factory=list)
     height: int = 0
     width: int = 0
+    padded_height: int = 0
+    padded_width: int = 0
     #: the dequantised latents the decoder will reconstruct, per group (for checks)
     latents: dict[str, np.ndarray] = field(default_factory=dict)
 
@@ -63,12 +64,30 @@ class EncodeResult:
         return 8.0 * len(self.data) / (self.height * self.width)
 
 
-def _as_image(image: Any) -> np.ndarray:
+def check_image_size(rt: RuntimeModel, height: int, width: int, allow_large: bool = False) -> tuple[int, int]:
+    """The padded size `rt` codes a height x width picture at; TamcInputError when it cannot or may
+    not be coded (docs/CLI.md, "Size limit"). Cheap: callers run it on image headers, before any
+    pixel is decoded, since the padding, not the picture, sets the memory."""
+    if height == 0 or width == 0:
+        raise TamcInputError(f"the image is empty ({height}x{width} pixels)")
+    if max(height, width) > limits.MAX_SIDE:
+        raise TamcInputError(f"{height}x{width} (HxW) pixels; sides above {limits.MAX_SIDE} cannot be coded")
+    m = rt.pad_multiple(height, width)
+    ph, pw = -(-height // m) * m, -(-width // m) * m
+    limits.check_padded(height, width, ph, pw, "encode", allow_large)
+    return ph, pw
+
+
+def _as_image(image: Any, rt: RuntimeModel, allow_large: bool) -> np.ndarray:
     from .data.folder import read_image
 
+    def check(h: int, w: int) -> None:
+        check_image_size(rt, h, w, allow_large)
+
     if isinstance(image, (str, Path)):
-        return read_image(image)
-    if hasattr(image, "convert") and hasattr(image, "size"):  # a PIL image
+        return read_image(image, check_size=check)
+    if hasattr(image, "convert") and hasattr(image, "size"):  # a PIL image, maybe not decoded yet
+        check(image.size[1], image.size[0])
         return np.asarray(image.convert("RGB"), dtype=np.uint8)
     a = np.asarray(image)
     if a.dtype != np.uint8 or a.ndim != 3 or a.shape[2] != 3:
@@ -184,16 +203,12 @@ def _params(model: RuntimeModel, g: str, part: str, psi: np.ndarray, parent: np.
 
 def encode_image(image: Any, tasks: Any = "all", quality: int | None = None, model: str | RuntimeModel | None = None,
                  allow_large: bool = False) -> EncodeResult:
+    """Code `image` (a path, a PIL image or a uint8 (H, W, 3) array); the padded size is checked
+    against limits.MAX_PIXELS (unless allow_large) before a path's pixels are decoded."""
     rt = model if isinstance(model, RuntimeModel) else load_model(model)
-    img = _as_image(image)
+    img = _as_image(image, rt, allow_large)
     h, w = img.shape[:2]
-    if h == 0 or w == 0:
-        raise TamcInputError("the image is empty (0 pixels)")
-    if h * w > MAX_PIXELS and not allow_large:
-        raise TamcInputError(f"the image has {h * w:,} pixels, more than {MAX_PIXELS:,}; "
-                             "pass --allow-large to encode it anyway (needs several GB of memory)")
-    if max(h, w) > 65535:
-        raise TamcInputError("image sides must be at most 65535 pixels")
+    check_image_size(rt, h, w, allow_large)
     names = _tasks(tasks, rt)
     q = _quality(quality, rt)
     padded = _pad(img, rt.pad_multiple(h, w))
@@ -245,7 +260,8 @@ def encode_image(image: Any, tasks: Any = "all", quality: int | None = None, mod
     header = Header(model_id=bytes.fromhex(rt.id), height=h, width=w, padded_height=padded.shape[0],
                     padded_width=padded.shape[1], quality=q, tasks=task_mask(names))
     data = pack(header, layers)
-    return EncodeResult(data=data, layers=info, height=h, width=w, latents=decoded)
+    return EncodeResult(data=data, layers=info, height=h, width=w, padded_height=padded.shape[0],
+                        padded_width=padded.shape[1], latents=decoded)
 
 
 @dataclass
@@ -257,8 +273,10 @@ class DecodeResult:
     layers: list[int]
 
 
-def decode_task(source: bytes | str | Path, task: str, model: str | RuntimeModel | None = None) -> DecodeResult:
-
+def decode_task(source: bytes | str | Path, task: str, model: str | RuntimeModel | None = None,
+                allow_large: bool = False) -> DecodeResult:
+    """Decode `task` from a .tamc file or its bytes; a padded size above limits.MAX_PIXELS (from a
+    crafted or corrupt header, say) is refused before anything is allocated, unless allow_large."""
     try:
         from .contract import TASK_ALIASES
 
@@ -269,6 +287,7 @@ def decode_task(source: bytes | str | Path, task: str, model: str | RuntimeModel
         raise TamcInputError(f"unknown task {task!r} (known: {', '.join(TASKS)})") from None
     with TamcReader(source) as reader:
         hdr = reader.header
+        limits.check_padded(hdr.height, hdr.width, hdr.padded_height, hdr.padded_width, "decode", allow_large)
         rt = model if isinstance(model, RuntimeModel) else load_model(model, model_id=hdr.model_id_hex)
         if hdr.model_id_hex not in rt.reads:
             raise TamcModelError(f"the file was made by model {hdr.model_id_hex}, not by {rt.id} ({rt.folder})")
@@ -335,9 +354,10 @@ def _raw_output(task: str, pred: np.ndarray, rt: RuntimeModel) -> np.ndarray:
     return denormalise(task, pred, rt.manifest["task_normalisation"].get(task))
 
 
-def encode(image: Any, tasks: Any = "all", quality: int | None = None, model: str | None = None) -> bytes:
-    return encode_image(image, tasks, quality, model).data
+def encode(image: Any, tasks: Any = "all", quality: int | None = None, model: str | None = None,
+           allow_large: bool = False) -> bytes:
+    return encode_image(image, tasks, quality, model, allow_large).data
 
 
-def decode(data: bytes, task: str, model: str | None = None) -> np.ndarray:
-    return decode_task(data, task, model).output
+def decode(data: bytes, task: str, model: str | None = None, allow_large: bool = False) -> np.ndarray:
+    return decode_task(data, task, model, allow_large).output

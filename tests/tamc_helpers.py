@@ -1,4 +1,4 @@
-"""Shared builders for the bitstream tests (not a test module)."""
+"""Shared builders for the bitstream and codec command-line tests (not a test module)."""
 from __future__ import annotations
 
 import struct
@@ -51,3 +51,37 @@ def reseal_header(data: bytes) -> bytes:
         return data
     head = data[: hlen - 4]
     return head + struct.pack("<I", zlib.crc32(head)) + data[hlen:]
+
+
+# --------------------------------------------------------------------------- the command line
+
+
+def tamc(capsys, *args) -> tuple[int, str, str]:
+    """Run the CLI in-process: (exit status, stdout, stderr)."""
+    from tamc_codec.cli import main
+
+    try:
+        main([str(a) for a in args])
+        code = 0
+    except SystemExit as exc:
+        code = exc.code or 0
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def assert_one_line_error(code: int, err: str, *needles: str) -> None:
+    assert code == 2, err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("tamc: error:"), err
+    assert "Traceback" not in err
+    for n in needles:
+        assert n in lines[0], lines[0]
+
+
+def png_header_only(width: int, height: int) -> bytes:
+    """A PNG whose header claims a size and whose pixel data is missing."""
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0))
+            + chunk(b"IDAT", zlib.compress(b"")) + chunk(b"IEND", b""))

@@ -6,7 +6,6 @@ import os
 import struct
 import subprocess
 import sys
-import zlib
 from pathlib import Path
 
 import numpy as np
@@ -15,36 +14,9 @@ from PIL import Image
 
 from tamc_codec import codec
 from tamc_codec.bitstream import Header, LayerSpec, TamcReader, pack
-from tamc_codec.cli import main
 from tamc_codec.contract import TASKS
 
-
-def tamc(capsys, *args) -> tuple[int, str, str]:
-    try:
-        main([str(a) for a in args])
-        code = 0
-    except SystemExit as exc:
-        code = exc.code or 0
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def assert_one_line_error(code: int, err: str, *needles: str) -> None:
-    assert code == 2, err
-    lines = err.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("tamc: error:"), err
-    assert "Traceback" not in err
-    for n in needles:
-        assert n in lines[0], lines[0]
-
-
-def png_header_only(width: int, height: int) -> bytes:
-    """A PNG whose header claims a size and whose pixel data is missing."""
-    def chunk(kind: bytes, body: bytes) -> bytes:
-        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
-
-    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0))
-            + chunk(b"IDAT", zlib.compress(b"")) + chunk(b"IEND", b""))
+from tamc_helpers import assert_one_line_error, png_header_only, tamc
 
 
 @pytest.fixture(scope="module")
@@ -228,12 +200,16 @@ def test_bad_inputs_are_one_line_errors_and_leave_no_output(tiny_model, image_pn
 
 
 def test_size_limit_and_allow_large(tiny_model, image_png, tmp_path, capsys, monkeypatch):
-    from tamc_codec.cli import codec_cmds
+    from tamc_codec import limits
 
-    assert codec_cmds.MAX_PIXELS_TEXT == f"{codec.MAX_PIXELS:,}"
-    monkeypatch.setattr(codec, "MAX_PIXELS", 80 * 90 - 1)
+    rt = codec.load_model(str(tiny_model))
+    ph, pw = codec.check_image_size(rt, 80, 90)
+    m = rt.pad_multiple(80, 90)
+    assert (ph, pw) == (-(-80 // m) * m, -(-90 // m) * m) and ph * pw > 80 * 90
+    # the limit is on the padded size: the original 80x90 = 7,200 pixels fit, the padded ones do not
+    monkeypatch.setattr(limits, "MAX_PIXELS", ph * pw - 1)
     code, _, err = tamc(capsys, "encode", image_png, "-o", tmp_path / "a.tamc", "--model", tiny_model)
-    assert_one_line_error(code, err, "--allow-large", "7,200 pixels")
+    assert_one_line_error(code, err, "--allow-large", f"padded to {ph}x{pw} = {ph * pw:,} pixels", "GB of memory")
     code, _, err = tamc(capsys, "encode", image_png, "-o", tmp_path / "a.tamc", "--allow-large", "--model", tiny_model)
     assert code == 0, err
     # a (crafted or corrupt) header claiming an enormous image is refused before any allocation
@@ -244,7 +220,9 @@ def test_size_limit_and_allow_large(tiny_model, image_png, tmp_path, capsys, mon
                       quality=h.quality, tasks=h.tasks), layers)
     (tmp_path / "big.tamc").write_bytes(big)
     code, _, err = tamc(capsys, "decode", tmp_path / "big.tamc", "-t", "seg", "--model", tiny_model)
-    assert_one_line_error(code, err, "--allow-large")
+    assert_one_line_error(code, err, "--allow-large", "padded to 60032x60032")
+    with pytest.raises(codec.TamcInputError, match="allow_large=True"):
+        codec.decode(big, "seg", str(tiny_model))
     with pytest.raises(codec.TamcInputError, match="empty"):
         codec.encode_image(np.zeros((1, 0, 3), np.uint8), "seg", 1, str(tiny_model))
 

@@ -90,27 +90,64 @@ def cli() -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Console entry point: user errors become one line on stderr and exit status 2."""
+    """Console entry point: user errors become one line on stderr and exit status 2;
+    SIGINT and SIGTERM end it after removing any temporary file, with status 130 or 143."""
+    from ..atomic import signals_handled
+
     try:
-        cli.main(args=argv, prog_name="tamc", standalone_mode=False)
+        with signals_handled():
+            cli.main(args=argv, prog_name="tamc", standalone_mode=False)
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
     except click.ClickException as exc:
         exc.show()
         sys.exit(exc.exit_code)
-    except click.exceptions.Abort:
+    except click.exceptions.Abort as exc:
+        # click turns KeyboardInterrupt (and so Terminated) raised inside a command into Abort
+        if isinstance(exc.__cause__, KeyboardInterrupt):
+            _interrupted(exc.__cause__)
         click.echo("tamc: aborted", err=True)
         sys.exit(130)
     except TamcError as exc:
         click.echo(f"tamc: error: {_one_line(str(exc))}", err=True)
         sys.exit(2)
-    except KeyboardInterrupt:
-        click.echo("tamc: interrupted", err=True)
-        sys.exit(130)
+    except KeyboardInterrupt as exc:
+        _interrupted(exc)
+    except MemoryError:
+        click.echo("tamc: error: out of memory", err=True)
+        sys.exit(2)
     except OSError as exc:
         # Disk full, permission denied, missing folders: the user's environment, not a bug.
         click.echo(f"tamc: error: {_one_line(str(exc))}", err=True)
         sys.exit(2)
+    except Exception as exc:
+        # An extension module's initialisation wraps what a signal handler raised inside it
+        # (SIGTERM during `import onnxruntime` becomes ImportError): still an interruption.
+        interruption = _interruption_behind(exc)
+        if interruption is None:
+            raise
+        _interrupted(interruption)
+
+
+def _interruption_behind(exc: BaseException) -> KeyboardInterrupt | None:
+    seen: set[int] = set()
+    e: BaseException | None = exc
+    while e is not None and id(e) not in seen:
+        if isinstance(e, KeyboardInterrupt):
+            return e
+        seen.add(id(e))
+        e = e.__cause__ or e.__context__
+    return None
+
+
+def _interrupted(exc: KeyboardInterrupt) -> None:
+    from ..atomic import Terminated
+
+    if isinstance(exc, Terminated):
+        click.echo("tamc: terminated", err=True)
+        sys.exit(128 + exc.signum)
+    click.echo("tamc: interrupted", err=True)
+    sys.exit(130)
 
 
 def _one_line(text: str) -> str:

@@ -15,6 +15,13 @@ from .manifest import DEFAULT_PARENT_INPUT, dag_ancestors, file_sha256, read_man
 
 #: Where models are looked up by id or name, after the shipped ones (docs/MODEL.md).
 MODEL_PATH_ENV = "TAMC_MODEL_PATH"
+#: How onnxruntime words an allocation failure: it raises its own Fail (or RuntimeException)
+#: class with this text, not MemoryError, so callers could not tell it from a bug.
+_ALLOCATION_FAILURES = ("Failed to allocate memory", "bad_alloc")
+
+
+def _out_of_memory(exc: Exception) -> bool:
+    return any(text in str(exc) for text in _ALLOCATION_FAILURES)
 
 
 def shipped_models_dir() -> Path:
@@ -110,21 +117,32 @@ class RuntimeModel:
             opts = ort.SessionOptions()
             opts.intra_op_num_threads = threads
             opts.inter_op_num_threads = 1
-            opts.log_severity_level = 3
+            # fatal only: a failed run's own log line would come before the CLI's one-line error
+            opts.log_severity_level = 4
             try:
                 self._sessions[key] = ort.InferenceSession(str(self._path(fname)), sess_options=opts,
                                                            providers=["CPUExecutionProvider"])
             except TamcModelError:
                 raise
             except Exception as exc:  # onnxruntime raises its own exception types
+                if _out_of_memory(exc):
+                    raise MemoryError(f"onnxruntime could not allocate memory loading {fname}") from None
                 raise TamcModelError(f"{self.folder}: cannot load {fname} ({exc})") from None
         return self._sessions[key]
 
     def run(self, group: str | None, part: str, threads: int = 0, **inputs: np.ndarray) -> list[np.ndarray]:
+        """Run one graph; an allocation failure inside onnxruntime raises MemoryError, as numpy's do."""
         spec = self.manifest["decoders"][part] if group is None else self.manifest["graphs"][group][part]
         sess = self.session(spec["file"], threads)
         feed = {name: np.ascontiguousarray(inputs[name], dtype=np.float32) for name in spec["inputs"]}
-        return sess.run(spec["outputs"], feed)
+        try:
+            return sess.run(spec["outputs"], feed)
+        except MemoryError:
+            raise
+        except Exception as exc:
+            if _out_of_memory(exc):
+                raise MemoryError(f"onnxruntime could not allocate memory running {spec['file']}") from None
+            raise
 
     @cached_property
     def trivial_loss(self) -> dict[str, float]:

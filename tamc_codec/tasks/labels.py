@@ -104,3 +104,19 @@ def keypoint_to_png(k: np.ndarray) -> np.ndarray:
 
 def keypoint_from_png(a: np.ndarray) -> np.ndarray:
     return a.astype(np.float32) / KEYPOINT_SCALE
+
+
+def label_png(task: str, raw: np.ndarray) -> np.ndarray:
+    """A task's raw output (CONTRACT.md units) as its label PNG array, the storage generated labels
+    use: 8-bit for seg, normal, rgb; 16-bit for depth (512·z), edge, keypoint. Quantised."""
+    if task in ("seg", "rgb"):
+        return np.asarray(raw, np.uint8)
+    if task == "depth":
+        return depth_to_png(np.nan_to_num(raw), np.isfinite(raw))
+    if task == "normal":
+        return normal_to_png(np.nan_to_num(raw))
+    if task == "edge":
+        return edge_to_png(raw)
+    if task == "keypoint":
+        return keypoint_to_png(raw)
+    raise ValueError(f"unknown task {task!r}")
