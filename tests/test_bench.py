@@ -52,6 +52,66 @@ def test_pareto_front_drops_non_finite_and_equal_rates():
     assert r.tolist() == [0.1, 0.3] and v.tolist() == [22.0, 25.0]
 
 
+def test_envelope_keeps_the_best_point_of_any_curve_at_each_rate():
+    # two curves that cross: b is better at low rates, a at high ones; a's 0.1 and 0.2 bpp points
+    # are beaten by cheaper points of b, and equal rates and a NaN loss never make the front
+    a = ([0.1, 0.2, 0.4, 0.8, 0.8], [5.0, 4.0, 3.0, 2.0, 2.5])
+    b = ([0.05, 0.15, 0.3, 0.6, 0.7], [4.5, 3.5, 3.2, 2.5, float("nan")])
+    front = curves.envelope({"a": a, "b": b}, higher_is_better=False)
+    assert front == [("b", 0), ("b", 1), ("b", 2), ("a", 2), ("b", 3), ("a", 3)]
+    rates = [{"a": a, "b": b}[n][0][i] for n, i in front]
+    losses = [{"a": a, "b": b}[n][1][i] for n, i in front]
+    assert all(x < y for x, y in zip(rates, rates[1:])) and all(x > y for x, y in zip(losses, losses[1:]))
+    # the envelope is the Pareto front of the union, so iso rates read off either agree
+    r, v = curves.pareto_front(a[0] + b[0], a[1] + b[1], higher_is_better=False)
+    assert r.tolist() == rates and v.tolist() == losses
+    assert curves.envelope({"a": ([0.2, 0.1], [30.0, 20.0])}, higher_is_better=True) == [("a", 1), ("a", 0)]
+
+
+def test_best_rate_picks_the_lowest_and_flags_censoring():
+    rates = {"jpeg": {"bpp": 0.09, "status": "reached"}, "avif": {"bpp": 0.06, "status": "at_lowest_rate"},
+             "avif@1/2": {"bpp": 0.04, "status": "reached"}, "webp": {"bpp": None, "status": "not_reached"}}
+    assert curves.best_rate(rates) == {"name": "avif@1/2", "bpp": 0.04, "status": "reached", "censored": False}
+    rates["avif@1/4"] = {"bpp": 0.02, "status": "at_lowest_rate"}
+    assert curves.best_rate(rates) == {"name": "avif@1/4", "bpp": 0.02, "status": "at_lowest_rate", "censored": True}
+    # at an equal rate, the measured one is named
+    rates["avif-best"] = {"bpp": 0.02, "status": "reached"}
+    assert curves.best_rate(rates)["name"] == "avif-best"
+    assert curves.best_rate({"webp": {"bpp": None, "status": "not_reached"}}) is None
+
+
+def _synthetic_curve(rates, losses, task="seg"):
+    return [{"setting": q, "bpp": r, "images": 1, "tasks": {task: {"bpp": r, "loss": v, "normalised_loss": None,
+                                                                   "miou": 1 - v}}}
+            for q, (r, v) in enumerate(zip(rates, losses))]
+
+
+def test_summary_reports_families_and_the_best_classical_rate():
+    from tamc_codec.bench.run import summarise
+
+    # anchor loss 1.0: target 1.15. Full-size JPEG meets it at its lowest rate (censored at 0.1);
+    # at half size it crosses it at 0.05 bpp (measured), and the envelope of both is measured too
+    curves_out = {"jpeg": _synthetic_curve([0.1, 0.2, 0.4], [1.1, 1.03, 1.01]),
+                  "jpeg@1/2": _synthetic_curve([0.025, 0.1, 0.2], [1.25, 1.05, 1.06]),
+                  "tamc": _synthetic_curve([0.02, 0.05, 0.1], [1.3, 1.15, 1.02])}
+    anchor = {"tasks": {"seg": {"loss": 1.0, "miou": 0.0}}}
+    s = summarise(["seg"], curves_out, anchor)["seg"]
+    assert s["iso_rate"]["jpeg"] == {"bpp": 0.1, "status": "at_lowest_rate"}
+    half = s["iso_rate"]["jpeg@1/2"]
+    assert half["status"] == "reached" and half["bpp"] == pytest.approx(0.05)  # halfway in log rate
+    assert s["iso_rate"]["jpeg-best"] == pytest.approx(half)
+    assert s["best_classical"]["name"] in ("jpeg@1/2", "jpeg-best") and not s["best_classical"]["censored"]
+    assert s["best_classical"]["bpp"] == pytest.approx(0.05)
+    # iso_ratio compares with the codecs at full size, as before the variants; iso_ratio_best with all
+    assert s["iso_ratio"]["best_baseline"] == "jpeg" and s["iso_ratio"]["bound"] == "lower"
+    assert s["iso_ratio_best"]["ratio"] == pytest.approx(1.0) and s["iso_ratio_best"]["bound"] == "exact"
+    # the envelope: half size up to 0.1 bpp (where it beats the full size's cheapest point), then full size
+    assert [(p["variant"], p["setting"]) for p in s["envelope"]["jpeg-best"]] == [
+        ("jpeg@1/2", 0), ("jpeg@1/2", 1), ("jpeg", 1), ("jpeg", 2)]
+    assert set(s["bd_rate"]) == {"jpeg", "jpeg@1/2", "jpeg-best"}
+    assert s["bd_rate"]["jpeg-best"]["loss"]["points_base"] == 4
+
+
 def test_iso_ratio_bounds():
     exact = curves.iso_ratio({"bpp": 0.1, "status": "reached"},
                              {"jpeg": {"bpp": 0.4, "status": "reached"}, "webp": {"bpp": 0.2, "status": "reached"}})
@@ -177,11 +237,105 @@ def test_baseline_bytes_are_real(codec):
     assert low.nbytes < high.nbytes
 
 
+def _textured(h: int, w: int) -> np.ndarray:
+    """Smooth waves with a little noise: detail a codec must pay for, which survives down-scaling."""
+    y, x = np.mgrid[:h, :w].astype(float)
+    waves = [np.sin(x / (7 + 3 * c) + c) * np.cos(y / (9 - 2 * c)) for c in range(3)]
+    noise = np.random.default_rng(0).normal(0, 6, (h, w, 3))
+    return np.clip(128 + 90 * np.stack(waves, axis=-1) + noise, 0, 255).astype(np.uint8)
+
+
+@pytest.mark.parametrize("codec", ["jpeg", "webp", "avif"])
+def test_downscaled_variant_is_full_size_and_cheaper(codec):
+    from tamc_codec.bench import baselines
+
+    if not baselines.available(codec):
+        pytest.skip(f"Pillow without {codec}")
+    img = _textured(96, 128)
+    full = baselines.code(img, codec, 50)
+    nbytes = [full.nbytes]
+    for scale in (2, 4):
+        small = baselines.code(img, codec, 50, scale)
+        assert small.decoded.shape == img.shape and small.decoded.dtype == np.uint8 and small.scale == scale
+        # the rate is the small picture's bytes over the original picture's pixels
+        assert small.bpp == pytest.approx(8 * small.nbytes / (96 * 128))
+        nbytes.append(small.nbytes)
+        # brought back to full size, it is the picture, blurred: far closer to it than to its mean
+        err = np.abs(small.decoded.astype(float) - img).mean()
+        assert err < 0.5 * np.abs(img.astype(float) - img.mean()).mean()
+    assert nbytes[0] > nbytes[1] > nbytes[2]
+
+
+@pytest.mark.parametrize("scale", [2, 4])
+def test_downscaling_handles_odd_sides(scale):
+    from tamc_codec.bench import baselines
+
+    h, w = 37, 53
+    ramp = np.broadcast_to(np.arange(w, dtype=np.uint8)[None, :, None] * 4, (h, w, 3)).copy()
+    small = baselines.downscale(ramp, scale)
+    assert small.shape == (-(-h // scale), -(-w // scale), 3)
+    # each small pixel is the mean of its block; the last, partial column's block is edge-padded
+    assert small[0, 0, 0] == pytest.approx(ramp[0, :scale, 0].mean(), abs=0.5)
+    assert small[0, -1, 0] == pytest.approx(np.r_[ramp[0, (w // scale) * scale:, 0],
+                                                   [ramp[0, -1, 0]] * (-w % scale)].mean(), abs=0.5)
+    back = baselines.upscale(small, scale, h, w)
+    assert back.shape == (h, w, 3)
+    # a ramp comes back in place (no shift of half a block): the error is the box blur's, small
+    assert np.abs(back.astype(float) - ramp)[:, scale:-scale].mean() < 2.0
+    coded = baselines.code(ramp, "jpeg", 95, scale)
+    assert coded.decoded.shape == (h, w, 3) and coded.bpp == pytest.approx(8 * coded.nbytes / (h * w))
+
+
+def test_below_the_lowest_quality():
+    from tamc_codec.bench import baselines
+
+    if not baselines.available("avif"):
+        pytest.skip("Pillow without avif")
+    img = _textured(96, 128)
+    floor = baselines.code(img, "avif", 0).nbytes
+    assert all(baselines.code(img, "avif", q).nbytes < floor for q in baselines.BELOW_FLOOR["avif"])
+    assert baselines.SWEEPS["avif"][0] == min(baselines.BELOW_FLOOR["avif"])
+    with pytest.raises(ValueError, match="no setting -1"):
+        baselines.code(img, "jpeg", -1)  # Pillow would take it for its default quality
+
+
+def test_variant_names_and_settings():
+    from tamc_codec.bench import baselines
+
+    assert baselines.variant_name("avif", 2, filtered=True) == "avif@1/2+filter"
+    assert baselines.parse_variant("avif@1/4+filter") == ("avif", 4, True)
+    assert baselines.parse_variant("avif-best") is None and baselines.parse_variant("jpeg@1/3") is None
+    assert baselines.families(["tamc", "jpeg", "jpeg+filter", "jpeg@1/2", "jpeg@1/2+filter", "webp"]) == {
+        "jpeg-best": ["jpeg", "jpeg@1/2"], "jpeg-best+filter": ["jpeg+filter", "jpeg@1/2+filter"]}
+    st = baselines.settings(["avif"], quick=False, scales=[1, 4])
+    assert list(st) == ["avif", "avif@1/4"]
+    assert st["avif"]["scale"] == 1.0 and "resample" not in st["avif"] and "-2" in st["avif"]["below_floor"]
+    assert st["avif@1/4"]["scale"] == 0.25 and st["avif@1/4"]["values"] == baselines.SCALED_SWEEPS[4]["avif"]
+    assert "lanczos" in st["avif@1/4"]["resample"]["up"]
+
+
+def test_scales_option_parses_and_refuses_bad_values(capsys):
+    from tamc_codec.cli import main
+    from tamc_codec.cli.bench_cmd import _scales
+    from tamc_codec.errors import TamcInputError
+
+    assert _scales("1,1/2,1/4") == [1, 2, 4]
+    assert _scales(" 0.5 , 1,1/2") == [1, 2]
+    for bad in ("1/3", "2", "0", "half", ",", "1/0"):
+        with pytest.raises(TamcInputError, match="--scales"):
+            _scales(bad)
+    with pytest.raises(SystemExit) as exc:
+        main(["bench", "--scales", "1,1/3", "--no-progress"])
+    err = capsys.readouterr().err
+    assert exc.value.code == 2 and err.count("\n") == 1
+    assert "unknown scale '1/3' in --scales; choose from 1, 1/2, 1/4" in err
+
+
 # --------------------------------------------------------------------------- the quick run
 
 
 def test_bench_quick_writes_valid_results(tiny_model, tmp_path):
-    from tamc_codec.bench.report import RESULTS_SCHEMA, schema_errors
+    from tamc_codec.bench.report import RESULTS_SCHEMA, schema_errors, table
     from tamc_codec.cli import main
 
     root = tiny_model.parent
@@ -193,7 +347,12 @@ def test_bench_quick_writes_valid_results(tiny_model, tmp_path):
     jsonschema = pytest.importorskip("jsonschema")
     jsonschema.validate(results, RESULTS_SCHEMA)
     assert results["tasks"] == ["seg", "depth", "normal", "edge", "keypoint", "rgb"]
-    assert set(results["codecs"]) >= {"tamc", "jpeg", "webp", "avif", "jpeg+filter"}
+    assert set(results["codecs"]) >= {"tamc", "jpeg", "webp", "avif", "jpeg+filter", "jpeg@1/2", "avif@1/4+filter"}
+    assert results["families"]["avif-best"] == ["avif", "avif@1/2", "avif@1/4"]
+    assert results["provenance"]["codec_settings"]["webp@1/2"]["scale"] == 0.5
+    for name in ("jpeg@1/2", "avif@1/4"):
+        full = {p["setting"]: p["bpp"] for p in results["curves"][name.split("@")[0]]}
+        assert all(p["bpp"] < full[p["setting"]] for p in results["curves"][name] if p["setting"] in full)
     assert results["provenance"]["model"]["id"]
     check = results["provenance"]["tamc_decode_check"]
     assert check["checked"] > 0 and check["matched"] == check["checked"]
@@ -202,9 +361,16 @@ def test_bench_quick_writes_valid_results(tiny_model, tmp_path):
         assert all(0 < r["bpp"] <= p["bpp"] + 1e-9 for r in p["tasks"].values())
     for t, s in results["summary"].items():
         assert s["iso_target_loss"] == pytest.approx(1.15 * s["anchor_loss"])
+        assert "avif-best" in s["iso_rate"] and "avif-best" in s["bd_rate"]
+        best = s["best_classical"]
+        if best is not None:
+            assert best["bpp"] == min(r["bpp"] for n, r in s["iso_rate"].items() if n != "tamc" and r["bpp"])
     with open(out / "curves.csv") as fh:
         rows = list(csv.DictReader(fh))
     assert {r["codec"] for r in rows} >= {"anchor", "tamc", "jpeg", "avif+filter"}
+    assert {r["scale"] for r in rows if r["codec"] == "jpeg@1/4+filter"} == {"1/4"}
+    printed = table(results)
+    assert "avif-best+filter" in printed and "tamc / best classical" in printed and "best classical:" in printed
     assert (out / "overview.png").stat().st_size > 0
     assert all((out / f"curve_{t}.png").exists() for t in results["tasks"])
 

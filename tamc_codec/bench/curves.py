@@ -6,7 +6,8 @@ comparisons need:
 
 - :func:`pareto_front` keeps the points that improve on every cheaper point, i.e. the
   best value reachable at or below each rate (the codec user's view: a setting that
-  costs more and does worse is never chosen).
+  costs more and does worse is never chosen). :func:`envelope` does the same over the
+  union of several curves (a codec at every scale: the user also picks the scale).
 - :func:`iso_rate` finds the rate at which that front first reaches a target value.
 - :func:`bd_rate` wraps the ``bjontegaard`` package on the fronts of two curves, with
   a quality axis that rises with rate, and reports "no overlap" instead of a number
@@ -16,7 +17,7 @@ from __future__ import annotations
 
 import math
 import warnings
-from typing import Sequence
+from typing import Mapping, Sequence
 
 import numpy as np
 
@@ -30,33 +31,53 @@ MIN_OVERLAP = 0.20
 BD_METHOD = "pchip"
 
 
-def _finite(rates: Sequence[float], values: Sequence[float]) -> tuple[np.ndarray, np.ndarray]:
+def _arrays(rates: Sequence[float], values: Sequence[float]) -> tuple[np.ndarray, np.ndarray]:
     r = np.asarray(rates, dtype=np.float64).reshape(-1)
     v = np.asarray(values, dtype=np.float64).reshape(-1)
     if r.shape != v.shape:
         raise ValueError(f"{r.size} rates but {v.size} values")
-    keep = np.isfinite(r) & np.isfinite(v) & (r > 0)
-    return r[keep], v[keep]
+    return r, v
+
+
+def front_indices(rates: Sequence[float], values: Sequence[float], higher_is_better: bool) -> np.ndarray:
+    """Indices of the points that beat every cheaper point, by rising rate (strictly monotone
+    in both). Non-finite values and non-positive rates never qualify (a lossless PSNR of inf
+    has no place on a log-rate axis); of points with equal rate, the best one stands for them.
+    """
+    r, v = _arrays(rates, values)
+    s = v if higher_is_better else -v
+    valid = np.flatnonzero(np.isfinite(r) & np.isfinite(v) & (r > 0))
+    order = valid[np.lexsort((-s[valid], r[valid]))]  # by rate, best value first among equal rates
+    keep: list[int] = []
+    best = -math.inf
+    for i in order:
+        if s[i] > best and (not keep or r[i] > r[keep[-1]]):
+            keep.append(int(i))
+            best = s[i]
+    return np.asarray(keep, dtype=np.int64)
 
 
 def pareto_front(rates: Sequence[float], values: Sequence[float], higher_is_better: bool) -> tuple[np.ndarray, np.ndarray]:
-    """The points that beat every cheaper point, sorted by rate (strictly monotone in both).
+    """The points that beat every cheaper point, sorted by rate (:func:`front_indices`)."""
+    r, v = _arrays(rates, values)
+    keep = front_indices(r, v, higher_is_better)
+    return r[keep], v[keep]
 
-    Non-finite values and non-positive rates are dropped (a lossless PSNR of inf has no
-    place on a log-rate axis). Of points with equal rate, the best one stands for them.
-    """
-    r, v = _finite(rates, values)
-    s = v if higher_is_better else -v
-    order = np.lexsort((-s, r))  # by rate, best value first among equal rates
-    keep_r: list[float] = []
-    keep_v: list[float] = []
-    best = -math.inf
-    for i in order:
-        if s[i] > best and (not keep_r or r[i] > keep_r[-1]):
-            keep_r.append(float(r[i]))
-            keep_v.append(float(v[i]))
-            best = s[i]
-    return np.asarray(keep_r), np.asarray(keep_v)
+
+def envelope(curves: Mapping[str, tuple[Sequence[float], Sequence[float]]],
+             higher_is_better: bool) -> list[tuple[str, int]]:
+    """The Pareto front of the union of several curves' points, as (curve name, index of the
+    point in that curve), by rising rate: the best value reachable at each rate by any of them.
+    A point of one curve that another curve beats at a lower or equal rate is dropped."""
+    names: list[tuple[str, int]] = []
+    rates: list[float] = []
+    values: list[float] = []
+    for name, (r, v) in curves.items():
+        r, v = _arrays(r, v)
+        names += [(name, i) for i in range(r.size)]
+        rates += r.tolist()
+        values += v.tolist()
+    return [names[i] for i in front_indices(rates, values, higher_is_better)]
 
 
 def iso_rate(rates: Sequence[float], values: Sequence[float], target: float, higher_is_better: bool = False) -> dict:
@@ -86,6 +107,22 @@ def iso_rate(rates: Sequence[float], values: Sequence[float], target: float, hig
     return {"bpp": float(math.exp(log_r)), "status": "reached"}
 
 
+def best_rate(rates: Mapping[str, dict]) -> dict | None:
+    """The lowest of several iso-quality rates ({"bpp", "status"} each, as :func:`iso_rate`):
+    {"name", "bpp", "status", "censored"}, None when none reaches the target.
+
+    "censored" means that curve met the target at its lowest rate already, so the true rate
+    is lower still. A censored rate can still be the lowest, and is then the one to report:
+    it bounds a rate below every measured one. Of equal rates the measured one is preferred.
+    """
+    reached = [k for k, b in rates.items() if b["bpp"] is not None]
+    if not reached:
+        return None
+    name = min(reached, key=lambda k: (rates[k]["bpp"], rates[k]["status"] == "at_lowest_rate", k))
+    return {"name": name, "bpp": rates[name]["bpp"], "status": rates[name]["status"],
+            "censored": rates[name]["status"] == "at_lowest_rate"}
+
+
 def iso_ratio(test: dict, baselines: dict[str, dict]) -> dict:
     """tamc's iso-quality rate over the best baseline's, with what kind of number it is.
 
@@ -93,17 +130,16 @@ def iso_ratio(test: dict, baselines: dict[str, dict]) -> dict:
     "upper" when only tamc's rate is an upper bound (tamc at its lowest quality already
     meets the target), "lower" when only the baseline's is, "none" when no ratio exists.
     """
-    reached = {k: b for k, b in baselines.items() if b["bpp"] is not None}
+    best = best_rate(baselines)
     out: dict = {"best_baseline": None, "ratio": None, "bound": "none"}
-    if not reached:
+    if best is None:
         out["note"] = "no baseline reaches the target" + ("" if test["bpp"] is None else "; tamc does")
         return out
-    name = min(reached, key=lambda k: (reached[k]["bpp"], k))
-    out["best_baseline"] = name
+    out["best_baseline"] = best["name"]
     if test["bpp"] is None:
         out["note"] = "tamc does not reach the target"
         return out
-    base = reached[name]
+    base = baselines[best["name"]]
     tamc_upper = test["status"] == "at_lowest_rate"
     base_upper = base["status"] == "at_lowest_rate"
     if tamc_upper and base_upper:
@@ -161,5 +197,5 @@ def bd_rate(rate_base: Sequence[float], value_base: Sequence[float], rate_test: 
     return out
 
 
-__all__ = ["MIN_OVERLAP", "BD_METHOD", "pareto_front", "iso_rate", "iso_ratio",
-           "quality_overlap", "bd_rate"]
+__all__ = ["MIN_OVERLAP", "BD_METHOD", "front_indices", "pareto_front", "envelope", "iso_rate", "best_rate",
+           "iso_ratio", "quality_overlap", "bd_rate"]

@@ -7,6 +7,7 @@ import math
 from pathlib import Path
 
 from ..atomic import atomic_write_bytes
+from . import baselines, curves
 
 _NUM = {"type": ["number", "null"]}
 _BD = {"type": "object", "required": ["value", "status", "overlap"],
@@ -15,6 +16,14 @@ _BD = {"type": "object", "required": ["value", "status", "overlap"],
                       "points_test": {"type": "integer"}, "dropped": {"type": "integer"}}}
 _ISO = {"type": "object", "required": ["bpp", "status"],
         "properties": {"bpp": _NUM, "status": {"enum": ["reached", "at_lowest_rate", "not_reached"]}}}
+_RATIO = {"type": ["object", "null"], "required": ["best_baseline", "ratio", "bound"],
+          "properties": {"ratio": _NUM, "bound": {"enum": ["exact", "upper", "lower", "none"]}}}
+_BEST = {"type": ["object", "null"], "required": ["name", "bpp", "status", "censored"],
+         "properties": {"name": {"type": "string"}, "bpp": {"type": "number"},
+                        "status": {"enum": ["reached", "at_lowest_rate"]}, "censored": {"type": "boolean"}}}
+_ENVELOPE_POINT = {"type": "object", "required": ["variant", "setting", "bpp", "loss"],
+                   "properties": {"variant": {"type": "string"}, "setting": {"type": "integer"},
+                                  "bpp": {"type": "number"}, "loss": {"type": "number"}}}
 _TASK_POINT = {"type": "object", "required": ["loss", "normalised_loss"],
                "properties": {"bpp": {"type": "number"}, "loss": {"type": "number"}, "normalised_loss": _NUM}}
 _POINT = {"type": "object", "required": ["setting", "bpp", "images", "tasks"],
@@ -34,6 +43,7 @@ RESULTS_SCHEMA: dict = {
         "quick": {"type": "boolean"},
         "tasks": {"type": "array", "items": {"enum": ["seg", "depth", "normal", "edge", "keypoint", "rgb"]}},
         "codecs": {"type": "array", "items": {"type": "string"}},
+        "families": {"type": "object", "additionalProperties": {"type": "array", "items": {"type": "string"}}},
         "primary_metric": {"type": "object", "additionalProperties": {
             "type": "object", "required": ["name", "higher_is_better"],
             "properties": {"name": {"type": "string"}, "higher_is_better": {"type": "boolean"}}}},
@@ -54,12 +64,12 @@ RESULTS_SCHEMA: dict = {
         "summary": {"type": "object", "additionalProperties": {
             "type": "object",
             "required": ["metric", "higher_is_better", "anchor_loss", "iso_target_loss", "iso_rate", "iso_ratio",
-                         "bd_rate"],
+                         "best_classical", "iso_ratio_best", "envelope", "bd_rate"],
             "properties": {
                 "anchor_loss": {"type": "number"}, "iso_target_loss": {"type": "number"},
                 "iso_rate": {"type": "object", "additionalProperties": _ISO},
-                "iso_ratio": {"type": ["object", "null"], "required": ["best_baseline", "ratio", "bound"],
-                              "properties": {"ratio": _NUM, "bound": {"enum": ["exact", "upper", "lower", "none"]}}},
+                "iso_ratio": _RATIO, "iso_ratio_best": _RATIO, "best_classical": _BEST,
+                "envelope": {"type": "object", "additionalProperties": {"type": "array", "items": _ENVELOPE_POINT}},
                 "bd_rate": {"type": "object", "additionalProperties": {
                     "type": "object", "required": ["loss", "metric"],
                     "properties": {"loss": _BD, "metric": _BD}}}}}},
@@ -151,9 +161,17 @@ def _metric_keys(results: dict) -> list[str]:
     return keys
 
 
+def _scale_of(name: str) -> str | None:
+    """A curve's scale label ('1', '1/2', ...), 'best' for a family's envelope, None for tamc."""
+    parsed = baselines.parse_variant(name)
+    if parsed is not None:
+        return baselines.scale_label(parsed[1])
+    return "best" if baselines.BEST_SUFFIX in name else None
+
+
 def _write_curves_csv(results: dict, path: Path) -> Path:
     mkeys = _metric_keys(results)
-    cols = ["codec", "setting", "task", "bpp", "file_bpp", "loss", "normalised_loss", *mkeys,
+    cols = ["codec", "scale", "setting", "task", "bpp", "file_bpp", "loss", "normalised_loss", *mkeys,
             "encode_s", "decode_s", "analysis_s"]
     rows = []
     for t, r in results["anchor"]["tasks"].items():
@@ -161,20 +179,28 @@ def _write_curves_csv(results: dict, path: Path) -> Path:
     for name, pts in results["curves"].items():
         for p in pts:
             for t, r in p["tasks"].items():
-                rows.append({"codec": name, "setting": p["setting"], "task": t, "file_bpp": p["bpp"], **r,
+                rows.append({"codec": name, "scale": _scale_of(name), "setting": p["setting"], "task": t,
+                             "file_bpp": p["bpp"], **r,
                              **{k: p.get(k) for k in ("encode_s", "decode_s", "analysis_s")}})
     _write_csv(path, cols, rows)
     return path
 
 
 def _write_summary_csv(results: dict, path: Path) -> Path:
-    cols = ["task", "codec", "anchor_loss", "iso_target_loss", "iso_bpp", "iso_status", "bd_rate_loss_pct",
-            "bd_status_loss", "bd_rate_metric_pct", "bd_status_metric", "metric"]
+    cols = ["task", "codec", "scale", "anchor_loss", "iso_target_loss", "iso_bpp", "iso_status", "bd_rate_loss_pct",
+            "bd_status_loss", "bd_rate_metric_pct", "bd_status_metric", "metric", "best_classical",
+            "best_classical_bpp", "best_classical_censored", "iso_ratio_best", "iso_ratio_best_bound"]
     rows = []
     for t, s in results["summary"].items():
+        best = s.get("best_classical") or {}
+        ratio = s.get("iso_ratio_best") or {}
+        per_task = {"best_classical": best.get("name"), "best_classical_bpp": best.get("bpp"),
+                    "best_classical_censored": best.get("censored"), "iso_ratio_best": ratio.get("ratio"),
+                    "iso_ratio_best_bound": ratio.get("bound")}
         for name, iso in s["iso_rate"].items():
             bd = s["bd_rate"].get(name, {})
-            rows.append({"task": t, "codec": name, "anchor_loss": s["anchor_loss"], "iso_target_loss": s["iso_target_loss"],
+            rows.append({"task": t, "codec": name, "scale": _scale_of(name), **per_task,
+                         "anchor_loss": s["anchor_loss"], "iso_target_loss": s["iso_target_loss"],
                          "iso_bpp": iso["bpp"], "iso_status": iso["status"], "metric": s["metric"],
                          "bd_rate_loss_pct": bd.get("loss", {}).get("value"), "bd_status_loss": bd.get("loss", {}).get("status"),
                          "bd_rate_metric_pct": bd.get("metric", {}).get("value"),
@@ -196,9 +222,10 @@ def _write_csv(path: Path, cols: list[str], rows: list[dict]) -> None:
 
 # --------------------------------------------------------------------------- plots
 
-STYLE = {"tamc": ("tab:red", "o", "-"), "jpeg": ("tab:blue", "s", "-"), "webp": ("tab:green", "^", "-"),
-         "avif": ("tab:purple", "D", "-"), "jpeg+filter": ("tab:blue", "s", ":"),
-         "webp+filter": ("tab:green", "^", ":"), "avif+filter": ("tab:purple", "D", ":")}
+#: Colour and marker by codec family; line style by scale (full size solid, down-scaled dashed).
+FAMILY_STYLE = {"tamc": ("tab:red", "o"), "jpeg": ("tab:blue", "s"), "webp": ("tab:green", "^"),
+                "avif": ("tab:purple", "D")}
+SCALE_LINE = {1: "-", 2: "--", 4: "-."}
 METRIC_LABEL = {"miou": "mIoU", "abs_rel": "abs-rel", "angular_error_deg": "angular error (deg)", "l1": "L1",
                 "psnr_db": "PSNR (dB)", "ms_ssim": "MS-SSIM"}
 TASK_TITLE = {"seg": "Semantic segmentation", "depth": "Depth (z-buffer)", "normal": "Surface normals",
@@ -223,20 +250,56 @@ def _log_x(ax) -> None:
     ax.xaxis.set_minor_formatter(NullFormatter())
 
 
-def _draw(ax, results: dict, task: str, key: str) -> None:
-    for name, pts in results["curves"].items():
-        xs, ys = [], []
-        for p in pts:
+def _xy(results: dict, members: list[str], task: str, key: str) -> tuple[list[float], list[float]]:
+    """(task bpp, value) of the points of `members`, sorted by rate."""
+    pts = []
+    for name in members:
+        for p in results["curves"].get(name, []):
             r = p["tasks"].get(task)
             if r and r.get(key) is not None and r.get("bpp"):
-                xs.append(r["bpp"])
-                ys.append(r[key])
-        if not xs:
-            continue
-        order = sorted(range(len(xs)), key=xs.__getitem__)
-        colour, marker, line = STYLE.get(name, ("grey", ".", "-"))
-        ax.plot([xs[i] for i in order], [ys[i] for i in order], line, color=colour, marker=marker, ms=4,
-                lw=2.2 if name == "tamc" else 1.3, label=name)
+                pts.append((r["bpp"], r[key]))
+    pts.sort()
+    return [x for x, _ in pts], [y for _, y in pts]
+
+
+def _families(results: dict) -> dict[str, list[str]]:
+    return results.get("families") or baselines.families(list(results["curves"]))
+
+
+def _curve_xy(results: dict, task: str, key: str, name: str) -> tuple[list[float], list[float]]:
+    """A curve's points; for a family's envelope, the Pareto front of its members' points on this axis."""
+    family = _families(results).get(name)
+    if family is None:
+        return _xy(results, [name], task, key)
+    higher = key != "loss" and results["summary"][task]["higher_is_better"]
+    rates, values = curves.pareto_front(*_xy(results, family, task, key), higher_is_better=higher)
+    return rates.tolist(), values.tolist()
+
+
+def _line_style(results: dict, name: str, alone: bool) -> tuple[str, dict]:
+    """Colour and marker by codec, line by scale, hollow markers for a label filter. A family's
+    envelope drawn under its variants is a wide pale band; drawn alone (`alone`: the overview) it
+    is a plain line, dotted for a label filter as a lone full-size variant is."""
+    family = _families(results).get(name)
+    parsed = baselines.parse_variant(family[0] if family else name)
+    if parsed is None:
+        colour, marker = FAMILY_STYLE.get(name, ("grey", "."))
+        return "-", {"color": colour, "marker": marker, "ms": 4, "lw": 2.2 if name == "tamc" else 1.2}
+    codec, scale, filtered = parsed
+    colour, marker = FAMILY_STYLE[codec]
+    if family and not alone:
+        return "-", {"color": colour, "lw": 6, "alpha": 0.22, "solid_capstyle": "round"}
+    line = ":" if filtered and alone else "-" if family else SCALE_LINE[scale]
+    return line, {"color": colour, "marker": marker, "ms": 4 if family or scale == 1 else 3,
+                  "lw": 1.6 if family else 1.2, "mfc": "none" if filtered and not alone else colour}
+
+
+def _draw(ax, results: dict, task: str, key: str, names: list[str], alone: bool = False) -> None:
+    for name in names:
+        xs, ys = _curve_xy(results, task, key, name)
+        if xs:
+            line, style = _line_style(results, name, alone)
+            ax.plot(xs, ys, line, label=name, **style)
     a = results["anchor"]["tasks"][task].get(key)
     if a is not None:
         ax.axhline(a, color="black", ls="--", lw=1, label=anchor_label(results))
@@ -249,19 +312,41 @@ def _draw(ax, results: dict, task: str, key: str) -> None:
     ax.grid(True, which="both", alpha=0.3)
 
 
+def _receiver_rows(results: dict, task: str) -> list[tuple[str, list[str]]]:
+    """The curves of a task's plot, one row per kind of CTA receiver: the networks on the decoded
+    picture, then (edge, keypoint, rgb) the label filter; tamc in each, envelopes after variants."""
+    rows = []
+    for filtered, title in ((False, "networks on the decoded picture"), (True, "label filter on the decoded picture")):
+        names = [n for n in _ordered(results) if n != "tamc" and _is_filtered(n) == filtered
+                 and _xy(results, _families(results).get(n, [n]), task, "loss")[0]]
+        if names:
+            rows.append((title, (["tamc"] if "tamc" in results["curves"] else []) + names))
+    return rows or [("", [n for n in results["curves"]])]
+
+
+def _overview_names(results: dict) -> list[str]:
+    """tamc, each family's envelope in place of its variants, and the variants of no family."""
+    families = _families(results)
+    members = {m for ms in families.values() for m in ms}
+    return [n for n in _ordered(results) if n not in members]
+
+
 def plot_all(results: dict, out: Path) -> list[Path]:
     plt = _plt()
     written = []
     tasks = results["tasks"]
     for t in tasks:
         metric = results["summary"][t]["metric"]
-        fig, axes = plt.subplots(1, 2, figsize=(10, 4))
-        _draw(axes[0], results, t, metric)
-        _draw(axes[1], results, t, "loss")
-        axes[1].set_ylabel("task loss")
-        axes[0].set_title(f"{TASK_TITLE[t]}: {METRIC_LABEL.get(metric, metric)}")
-        axes[1].set_title(f"{TASK_TITLE[t]}: loss")
-        axes[1].legend(fontsize=7)
+        rows = _receiver_rows(results, t)
+        fig, axes = plt.subplots(len(rows), 2, figsize=(11, 4.2 * len(rows)), squeeze=False)
+        for (title, names), (ax_m, ax_l) in zip(rows, axes):
+            _draw(ax_m, results, t, metric, names)
+            _draw(ax_l, results, t, "loss", names)
+            ax_l.set_ylabel("task loss")
+            suffix = f" ({title})" if title else ""
+            ax_m.set_title(f"{TASK_TITLE[t]}: {METRIC_LABEL.get(metric, metric)}{suffix}", fontsize=9)
+            ax_l.set_title(f"{TASK_TITLE[t]}: loss{suffix}", fontsize=9)
+            ax_l.legend(fontsize=6, ncol=2)
         fig.tight_layout()
         path = out / f"curve_{t}.png"
         fig.savefig(path, dpi=110)
@@ -273,7 +358,7 @@ def plot_all(results: dict, out: Path) -> list[Path]:
     for k, t in enumerate(tasks):
         ax = axes[k // cols][k % cols]
         metric = results["summary"][t]["metric"]
-        _draw(ax, results, t, metric)
+        _draw(ax, results, t, metric, _overview_names(results), alone=True)
         ax.set_title(TASK_TITLE[t], fontsize=10)
     for k in range(len(tasks), rows * cols):
         axes[k // cols][k % cols].axis("off")
@@ -283,8 +368,8 @@ def plot_all(results: dict, out: Path) -> list[Path]:
             for h, lab in zip(*ax.get_legend_handles_labels()):
                 seen.setdefault(lab, h)
     handles, labels = list(seen.values()), list(seen)
-    fig.legend(handles, labels, loc="lower center", ncol=min(len(labels), 8), fontsize=8)
-    fig.tight_layout(rect=(0, 0.06, 1, 1))
+    fig.legend(handles, labels, loc="lower center", ncol=min(len(labels), 5), fontsize=8)
+    fig.tight_layout(rect=(0, 0.04 + 0.025 * -(-len(labels) // 5), 1, 1))
     path = out / "overview.png"
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -310,52 +395,88 @@ def _fmt(v, spec: str = ".3f") -> str:
     return "-" if v is None else format(v, spec)
 
 
+def _is_filtered(name: str) -> bool:
+    return name.endswith(baselines.FILTER_SUFFIX)
+
+
+def _ordered(results: dict) -> list[str]:
+    """Every curve and envelope: tamc, then each codec's scales followed by its envelope (networks
+    on the decoded picture, then the label filter), then anything else."""
+    families = _families(results)
+    order = {c: k for k, c in enumerate(baselines.CODECS)}
+
+    def key(name: str) -> tuple:
+        if name == "tamc":
+            return (0,)
+        parsed = baselines.parse_variant(families[name][0] if name in families else name)
+        if parsed is None:
+            return (3, name)
+        codec, scale, filtered = parsed
+        return (1 + filtered, order.get(codec, len(order)), name in families, scale)
+
+    return sorted([*results["codecs"], *families], key=key)
+
+
+def _iso_cell(iso: dict | None) -> str:
+    if iso is None:
+        return ""
+    if iso["status"] == "not_reached":
+        return "n/r"
+    return ("<=" if iso["status"] == "at_lowest_rate" else "") + format(iso["bpp"], ".3f")
+
+
+def _ratio_cell(ratio: dict | None) -> str:
+    if not ratio or ratio.get("ratio") is None:
+        return "-"
+    return {"upper": "<=", "lower": ">=", "exact": ""}[ratio["bound"]] + format(ratio["ratio"], ".2f")
+
+
+def _bd_cell(bd: dict | None) -> str:
+    if bd is None:
+        return ""
+    return " / ".join("n/o" if b["status"] == "no_overlap" else "few" if b["status"] == "too_few_points"
+                      else format(b["value"], "+.1f") for b in (bd["loss"], bd["metric"]))
+
+
 def table(results: dict) -> str:
-    """Per task: iso-quality rates (bpp at 1.15 x anchor loss) and BD-rates of tamc."""
-    lines = []
-    names = [n for n in results["codecs"]]
-    lines.append(f"iso-quality rate: bpp at which the loss reaches {results['iso_factor']:g} x the anchor's "
-                 "('<=' lowest setting already there, 'n/r' not reached); " + anchor_label(results))
-    head = f"{'task':9} {'anchor loss':>11} " + " ".join(f"{n:>12}" for n in names) + f" {'tamc/best':>10}"
-    lines.append(head)
-    lines.append("-" * len(head))
-    for t, s in results["summary"].items():
-        cells = []
-        for n in names:
-            iso = s["iso_rate"].get(n)
-            if iso is None:
-                cells.append(f"{'':>12}")
-            elif iso["status"] == "not_reached":
-                cells.append(f"{'n/r':>12}")
-            else:
-                prefix = "<=" if iso["status"] == "at_lowest_rate" else ""
-                cells.append(f"{prefix + format(iso['bpp'], '.3f'):>12}")
-        ratio = s["iso_ratio"] or {}
-        rtxt = "-" if ratio.get("ratio") is None else (
-            {"upper": "<=", "lower": ">=", "exact": ""}[ratio["bound"]] + format(ratio["ratio"], ".2f"))
-        lines.append(f"{t:9} {s['anchor_loss']:>11.4f} " + " ".join(cells) + f" {rtxt:>10}")
-    if any(s["bd_rate"] for s in results["summary"].values()):
-        lines.append("")
-        lines.append("BD-rate of tamc vs each baseline, % (negative = tamc needs fewer bits); loss / primary metric")
-        bases = [n for n in names if n != "tamc"]
-        head = f"{'task':9} " + " ".join(f"{n:>18}" for n in bases)
-        lines.append(head)
-        lines.append("-" * len(head))
-        for t, s in results["summary"].items():
-            cells = []
-            for n in bases:
-                bd = s["bd_rate"].get(n)
-                if bd is None:
-                    cells.append(f"{'':>18}")
-                    continue
-                parts = [("n/o" if b["status"] == "no_overlap" else "few" if b["status"] == "too_few_points"
-                          else format(b["value"], "+.1f")) for b in (bd["loss"], bd["metric"])]
-                cells.append(f"{' / '.join(parts):>18}")
-            lines.append(f"{t:9} " + " ".join(cells))
+    """Per task (columns): iso-quality rates (bpp at 1.15 x anchor loss) of every curve and
+    envelope (rows), tamc's ratios, the best classical rate, and BD-rates of tamc."""
+    summary = results["summary"]
+    tasks = list(summary)
+    names = [n for n in _ordered(results) if any(n in s["iso_rate"] for s in summary.values())]
+    w = max(len(n) for n in [*names, "tamc / best classical"]) + 1
+    lines = [f"iso-quality rate: bpp at which the loss reaches {results['iso_factor']:g} x the anchor's "
+             "('<=' lowest setting already there, 'n/r' not reached); " + anchor_label(results)]
+    head = f"{'':{w}}" + "".join(f"{t:>10}" for t in tasks)
+    lines += [head, "-" * len(head),
+              f"{'anchor loss':{w}}" + "".join(f"{summary[t]['anchor_loss']:>10.4f}" for t in tasks)]
+    lines += [f"{n:{w}}" + "".join(f"{_iso_cell(summary[t]['iso_rate'].get(n)):>10}" for t in tasks) for n in names]
+    if "tamc" in results["codecs"]:
+        lines.append(f"{'tamc / best full size':{w}}"
+                     + "".join(f"{_ratio_cell(summary[t]['iso_ratio']):>10}" for t in tasks))
+        if any("iso_ratio_best" in s for s in summary.values()):  # results from before the variants have none
+            lines.append(f"{'tamc / best classical':{w}}"
+                         + "".join(f"{_ratio_cell(summary[t]['iso_ratio_best']):>10}" for t in tasks))
+    if any(s.get("best_classical") for s in summary.values()):
+        lines += ["", "best classical: the lowest iso-quality rate of any variant or envelope "
+                  "('censored': met at that curve's lowest setting, so lower still)"]
+        for t, s in summary.items():
+            best = s.get("best_classical")
+            if best:
+                lines.append(f"  {t:9} {best['name']:{w}} {best['bpp']:.4f} bpp  "
+                             f"{'censored' if best['censored'] else 'measured'}")
+            elif "best_classical" in s:
+                lines.append(f"  {t:9} none reaches the target")
+    if any(s["bd_rate"] for s in summary.values()):
+        bases = [n for n in names if any(n in s["bd_rate"] for s in summary.values())]
+        lines += ["", "BD-rate of tamc vs each baseline, % (negative = tamc needs fewer bits); loss / primary metric"]
+        head = f"{'':{w}}" + "".join(f"{t:>18}" for t in tasks)
+        lines += [head, "-" * len(head)]
+        lines += [f"{n:{w}}" + "".join(f"{_bd_cell(summary[t]['bd_rate'].get(n)):>18}" for t in tasks) for n in bases]
     lines.append("")
     lines.append("speed, seconds per image (encode / decode / analysis)")
     for n, s in results["speed"].items():
-        lines.append(f"  {n:12} {_fmt(s['encode_s'], '.4f'):>8} / {_fmt(s['decode_s'], '.4f'):>8} / "
+        lines.append(f"  {n:{w}} {_fmt(s['encode_s'], '.4f'):>8} / {_fmt(s['decode_s'], '.4f'):>8} / "
                      f"{_fmt(s['analysis_s'], '.4f'):>8}")
     if results.get("ablation"):
         from .ablation import ablation_table

@@ -32,6 +32,8 @@ class BenchConfig:
     data: str | None = None
     tasks: list[str] | None = None
     codecs: list[str] = field(default_factory=lambda: ["tamc", *baselines.CODECS])
+    #: scale divisors of the classical codecs' sweeps (1: full size; 2, 4: sides halved, quartered)
+    scales: list[int] = field(default_factory=lambda: list(baselines.SCALES))
     quick: bool = False
     ablation: bool = False
     ablation_dir: str | None = None
@@ -62,6 +64,9 @@ def _versions() -> dict:
         out["libavif"] = features.version("avif")
         out["libwebp"] = features.version("webp")
         out["libjpeg"] = features.version("jpg")
+        from PIL import _avif
+
+        out["avif_codecs"] = _avif.codec_versions()  # libaom's version decides what BELOW_FLOOR's options do
     except Exception:  # feature probing differs across Pillow builds; versions are informative only
         pass
     return out
@@ -132,6 +137,8 @@ def run_bench(cfg: BenchConfig, log=print) -> dict:
             raise TamcInputError(f"unknown codec {c!r} (known: tamc, {', '.join(baselines.CODECS)})")
         if c != "tamc" and not baselines.available(c):
             raise TamcInputError(f"this Pillow build cannot write {c.upper()}; install a Pillow with {c} support")
+    if not cfg.scales or any(s not in baselines.SCALES for s in cfg.scales):
+        raise TamcInputError(f"scales must be some of {', '.join(baselines.scale_label(s) for s in baselines.SCALES)}")
     limit = cfg.images or (QUICK_IMAGES if cfg.quick else DEFAULT_IMAGES)
     if cfg.data:
         data_path = Path(cfg.data)
@@ -159,7 +166,7 @@ def run_bench(cfg: BenchConfig, log=print) -> dict:
     trivial = anchor.trivial
 
     cta = [c for c in cfg.codecs if c != "tamc"]
-    sweeps = baselines.settings(cta, cfg.quick)
+    sweeps = baselines.settings(cta, cfg.quick, sorted(set(cfg.scales)))
     if rt is not None:
         qualities = cfg.qualities or (quick_qualities(rt.qualities) if cfg.quick else list(range(1, rt.qualities + 1)))
         bad = [q for q in qualities if not 1 <= q <= rt.qualities]
@@ -171,10 +178,10 @@ def run_bench(cfg: BenchConfig, log=print) -> dict:
 
     anchor_point = Point(None, tasks)
     points: dict[str, dict] = {}
-    for c in cta:
-        points[c] = {q: Point(q, tasks) for q in sweeps[c]["values"]}
+    for name, sweep in sweeps.items():
+        points[name] = {q: Point(q, tasks) for q in sweep["values"]}
         if ftasks:
-            points[f"{c}+filter"] = {q: Point(q, ftasks) for q in sweeps[c]["values"]}
+            points[name + baselines.FILTER_SUFFIX] = {q: Point(q, ftasks) for q in sweep["values"]}
     if rt is not None:
         points["tamc"] = {q: Point(q, tasks) for q in qualities}
     decode_checks = {"checked": 0, "matched": 0}
@@ -191,27 +198,20 @@ def run_bench(cfg: BenchConfig, log=print) -> dict:
         for t in tasks:
             anchor_point.scores[t].add(preds[t], targets[t])
         bar.update(1)
-        for c in cta:
-            for q in sweeps[c]["values"]:
-                bar.set_postfix_str(f"image {i + 1}/{images.count} {c} q{q}", refresh=False)
-                coded = baselines.code(image, c, q)
+        for name, sweep in sweeps.items():
+            for q in sweep["values"]:
+                bar.set_postfix_str(f"image {i + 1}/{images.count} {name} q{q}", refresh=False)
+                codec, scale, _ = baselines.parse_variant(name)
+                coded = baselines.code(image, codec, q, scale)
                 bits = 8.0 * coded.nbytes
-                pt = points[c][q]
-                pt.bits += bits
-                pt.pixels += h * w
-                pt.time("encode", coded.encode_s)
-                pt.time("decode", coded.decode_s)
+                pt = _add_coded(points[name][q], coded)
                 t0 = time.perf_counter()
                 preds = anchor.predict(coded.decoded)
                 pt.time("analysis", time.perf_counter() - t0)
                 for t in tasks:
                     pt.scores[t].add(preds[t], targets[t], bits)
                 if ftasks:
-                    fp = points[f"{c}+filter"][q]
-                    fp.bits += bits
-                    fp.pixels += h * w
-                    fp.time("encode", coded.encode_s)
-                    fp.time("decode", coded.decode_s)
+                    fp = _add_coded(points[name + baselines.FILTER_SUFFIX][q], coded)
                     t0 = time.perf_counter()
                     for t in ftasks:
                         fp.scores[t].add(filter_prediction(t, coded.decoded), targets[t], bits)
@@ -259,6 +259,7 @@ def run_bench(cfg: BenchConfig, log=print) -> dict:
         "quick": cfg.quick,
         "tasks": tasks,
         "codecs": list(curves_out),
+        "families": baselines.families(list(curves_out)),
         "primary_metric": {t: {"name": PRIMARY_METRIC[t], "higher_is_better": HIGHER_IS_BETTER[PRIMARY_METRIC[t]]}
                            for t in tasks},
         "iso_factor": ISO_FACTOR,
@@ -296,25 +297,61 @@ def run_bench(cfg: BenchConfig, log=print) -> dict:
     return results
 
 
+def _add_coded(pt: Point, coded: baselines.Coded) -> Point:
+    """Charge a curve point one image's classical coding: its bits over the original pixels."""
+    h, w = coded.decoded.shape[:2]
+    pt.bits += 8.0 * coded.nbytes
+    pt.pixels += h * w
+    pt.time("encode", coded.encode_s)
+    pt.time("decode", coded.decode_s)
+    return pt
+
+
 def _cpus() -> int:
     import os
 
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
-def _curve(points: list[dict], task: str, key: str) -> tuple[list[float], list[float]]:
-    rates, values = [], []
+def _labelled(points: list[dict], task: str, key: str) -> list[tuple[object, float, float]]:
+    """(setting, task bpp, value) of a curve's points that have both."""
+    out = []
     for p in points:
         r = p["tasks"].get(task)
         if r is None or r.get(key) is None or r.get("bpp") is None:
             continue
-        rates.append(r["bpp"])
-        values.append(r[key])
+        out.append((p["setting"], r["bpp"], r[key]))
+    return out
+
+
+def _curve(curves_out: dict[str, list[dict]], members: list[str], task: str,
+           key: str) -> tuple[list[float], list[float]]:
+    """Rates and values of the points of `members` (one curve, or a family's union)."""
+    rates, values = [], []
+    for m in members:
+        for _, r, v in _labelled(curves_out[m], task, key):
+            rates.append(r)
+            values.append(v)
     return rates, values
 
 
+def _envelope(curves_out: dict[str, list[dict]], members: list[str], task: str) -> list[dict]:
+    """A family's lower (rate, loss) envelope: which variant and setting a user picks at each rate."""
+    pts = {m: _labelled(curves_out[m], task, "loss") for m in members}
+    front = curves.envelope({m: ([p[1] for p in v], [p[2] for p in v]) for m, v in pts.items()}, higher_is_better=False)
+    return [{"variant": m, "setting": pts[m][i][0], "bpp": pts[m][i][1], "loss": pts[m][i][2]} for m, i in front]
+
+
+def _full_scale(name: str) -> bool:
+    parsed = baselines.parse_variant(name)
+    return parsed is not None and parsed[1] == 1
+
+
 def summarise(tasks: list[str], curves_out: dict[str, list[dict]], anchor: dict) -> dict:
-    """Per task: the iso-quality rate of every codec, tamc's ratio, BD-rates against each baseline."""
+    """Per task: the iso-quality rate of every codec variant and of each codec family's envelope
+    over its scales, the best classical rate, tamc's ratios, BD-rates against each baseline."""
+    families = baselines.families([n for n in curves_out if n != "tamc"])
+    sources = {**{n: [n] for n in curves_out}, **families}
     out = {}
     for t in tasks:
         metric = PRIMARY_METRIC[t]
@@ -322,21 +359,27 @@ def summarise(tasks: list[str], curves_out: dict[str, list[dict]], anchor: dict)
         a = anchor["tasks"][t]
         target = ISO_FACTOR * a["loss"]
         iso = {}
-        for name, pts in curves_out.items():
-            r, v = _curve(pts, t, "loss")
+        for name, members in sources.items():
+            r, v = _curve(curves_out, members, t, "loss")
             if r:
                 iso[name] = curves.iso_rate(r, v, target, higher_is_better=False)
         base_names = [n for n in iso if n != "tamc"]
+        tamc_iso = iso.get("tamc")
         entry = {"metric": metric, "higher_is_better": higher, "anchor_loss": a["loss"],
                  "anchor_metric": a.get(metric), "iso_target_loss": target, "iso_rate": iso,
-                 "iso_ratio": curves.iso_ratio(iso["tamc"], {n: iso[n] for n in base_names}) if "tamc" in iso else None,
+                 # against the codecs at full size alone, as before down-scaled variants existed
+                 "iso_ratio": curves.iso_ratio(tamc_iso, {n: iso[n] for n in base_names if _full_scale(n)})
+                 if tamc_iso else None,
+                 "best_classical": curves.best_rate({n: iso[n] for n in base_names}),
+                 "iso_ratio_best": curves.iso_ratio(tamc_iso, {n: iso[n] for n in base_names}) if tamc_iso else None,
+                 "envelope": {f: _envelope(curves_out, m, t) for f, m in families.items() if f in iso},
                  "bd_rate": {}}
         if "tamc" in curves_out:
-            rl, vl = _curve(curves_out["tamc"], t, "loss")
-            rm, vm = _curve(curves_out["tamc"], t, metric)
+            rl, vl = _curve(curves_out, ["tamc"], t, "loss")
+            rm, vm = _curve(curves_out, ["tamc"], t, metric)
             for name in base_names:
-                bl, bv = _curve(curves_out[name], t, "loss")
-                bm, bmv = _curve(curves_out[name], t, metric)
+                bl, bv = _curve(curves_out, sources[name], t, "loss")
+                bm, bmv = _curve(curves_out, sources[name], t, metric)
                 entry["bd_rate"][name] = {
                     "loss": curves.bd_rate(bl, bv, rl, vl, higher_is_better=False),
                     "metric": curves.bd_rate(bm, bmv, rm, vm, higher_is_better=higher),

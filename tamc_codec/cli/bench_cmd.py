@@ -24,12 +24,35 @@ def _qualities(text: str | None) -> list[int] | None:
         raise TamcInputError(f"--qualities takes comma-separated integers, not {text!r}") from None
 
 
+def _scales(text: str) -> list[int]:
+    """Scale divisors of `--scales 1,1/2,1/4` (1 = full size), smallest divisor first."""
+    from ..bench.baselines import SCALES, parse_scale, scale_label
+
+    known = ", ".join(scale_label(s) for s in SCALES)
+    parts = [v.strip() for v in text.split(",") if v.strip()]
+    if not parts:
+        raise TamcInputError(f"--scales needs at least one scale; choose from {known}")
+    scales = set()
+    for v in parts:
+        try:
+            scales.add(parse_scale(v))
+        except ValueError:
+            raise TamcInputError(f"unknown scale {v!r} in --scales; choose from {known}") from None
+    return sorted(scales)
+
+
 @click.command()
 @click.option("--data", type=click.Path(file_okay=False),
               help="Generated data folder or a plain image folder (edge, keypoint, rgb only). "
                    "Default: data/test, the 512x512 test split, generated if absent.")
 @click.option("--tasks", default=None, help="Comma-separated tasks or 'all' (default: every task the data and model have).")
 @click.option("--codecs", default="tamc,jpeg,webp,avif", show_default=True, help="Codecs to compare.")
+@click.option("--scales", default="1,1/2,1/4", show_default=True,
+              help="Sizes at which each classical codec is swept, as fractions of the picture's sides "
+                   "(some of 1, 1/2, 1/4; 1 alone: full size only). 1/2 and 1/4 code a box-downsampled "
+                   "picture and bring the decoded one back to full size (rate over the full picture's "
+                   "pixels), what one does at low rates. Also reported: each codec at its best scale for "
+                   "every rate (jpeg-best, ...) and the best classical rate per task.")
 @click.option("--model", default=None, help="tamc model folder or name (default: the shipped default model).")
 @click.option("--anchor", default=None, metavar="PATH|model",
               help="The task networks of the CTA baselines and the anchor line: a stage-1 anchor.pt, or "
@@ -37,7 +60,8 @@ def _qualities(text: str | None) -> list[int] | None:
                    "anchor.pt or models/default/anchor/anchor.pt where one exists, else 'model'.")
 @click.option("--images", type=int, default=None, help="Use the first N images (default 24; 4 with --quick).")
 @click.option("--qualities", default=None, help="tamc qualities, e.g. 1,3,5 (default: all; 3 with --quick).")
-@click.option("--quick", is_flag=True, help="A few images, three settings per codec (CI, under 3 minutes).")
+@click.option("--quick", is_flag=True,
+              help="A few images, three settings per codec, one per down-scaled variant (CI, a few minutes).")
 @click.option("--ablation", is_flag=True, help="Also evaluate the ablation models of bin/train-ablation.")
 @click.option("--ablation-dir", type=click.Path(file_okay=False), default="runs/ablation", show_default=True,
               help="Folder written by bin/train-ablation.")
@@ -48,24 +72,27 @@ def _qualities(text: str | None) -> list[int] | None:
 @click.option("--threads", type=int, default=None,
               help="Threads for the networks (default: all cores; 1 on a busy machine avoids stalls).")
 @click.option("--no-progress", is_flag=True, help="No progress bars.")
-def bench(data, tasks, codecs, model, anchor, images, qualities, quick, ablation, ablation_dir, speed_images, out,
-          threads, no_progress) -> None:
+def bench(data, tasks, codecs, scales, model, anchor, images, qualities, quick, ablation, ablation_dir, speed_images,
+          out, threads, no_progress) -> None:
     """Rate-performance curves of tamc and of JPEG, WebP and AVIF (compress, then analyse).
 
     \b
     Every codec codes the same images. CTA baselines: Pillow's JPEG, WebP and AVIF
-    swept from their lowest rate to near-lossless; the anchor's task networks (and,
+    swept from their lowest rate (AVIF below its quality 0) to near-lossless, also
+    at 1/2 and 1/4 of the picture's sides (--scales); the anchor's task networks (and,
     for edge, keypoint and rgb, the label filter itself) run on the decoded image.
     The anchor is the stage-1 network the model was trained from where its anchor.pt
     is at hand, else the model's own networks without quantisation (--anchor model).
     ATC: tamc at every quality, each task charged the bytes of the header and the
     layers it needs. Reported per task: loss and metric against bpp, the bpp at which
-    each codec reaches 1.15 x the anchor's loss, and BD-rates (docs/BENCH.md).
+    each codec variant, and each codec at its best scale, reaches 1.15 x the anchor's
+    loss, the best classical such rate, and BD-rates (docs/BENCH.md).
 
     \b
     Examples:
       tamc bench --data data/test --out benchmarks/results/bench
       tamc bench --quick --out /tmp/bench
+      tamc bench --scales 1 --out /tmp/bench-full-size    # the codecs at full size only
     """
     from ..bench.report import table, write_all
     from ..bench.run import BenchConfig, run_bench
@@ -79,7 +106,8 @@ def bench(data, tasks, codecs, model, anchor, images, qualities, quick, ablation
             task_list = parse_task_list(tasks)
         except ValueError as exc:
             raise TamcInputError(str(exc)) from None
-    cfg = BenchConfig(out=out, data=data, tasks=task_list, codecs=_codecs(codecs), quick=quick, ablation=ablation,
+    cfg = BenchConfig(out=out, data=data, tasks=task_list, codecs=_codecs(codecs), scales=_scales(scales),
+                      quick=quick, ablation=ablation,
                       ablation_dir=ablation_dir, model=model, anchor=anchor, images=images,
                       qualities=_qualities(qualities), speed_images=max(0, speed_images), progress=not no_progress,
                       threads=threads)
