@@ -56,6 +56,17 @@ def test_loader_processes_and_a_resume_leave_the_run_unchanged(anchor_and_dag, t
     assert straight["hardware"].endswith("threads")
 
 
+def test_a_pause_on_the_last_entropy_step_resumes_into_fine_tuning(anchor_and_dag, tmp_path):
+    """The checkpoint taken as phase A ends holds phase A's optimiser; the resumed run must load
+    it as such and then start phase B, as an unpaused run does."""
+    straight = train_stage2(_cfg(anchor_and_dag, tmp_path / "a"), progress=False)
+    assert train_stage2(_cfg(anchor_and_dag, tmp_path / "b"), progress=False, stop_after=3)["steps"] == 3
+    resumed = train_stage2(_cfg(anchor_and_dag, tmp_path / "b"), progress=False)
+    assert resumed["steps"] == 6
+    for r, q in zip(resumed["rd"], straight["rd"]):
+        assert r["bpp_total"] == pytest.approx(q["bpp_total"], rel=1e-3)
+
+
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message on a machine without CUDA")
 def test_cuda_without_a_gpu_is_a_clear_error(anchor_and_dag, tmp_path):
     from tamc_codec.errors import TamcInputError

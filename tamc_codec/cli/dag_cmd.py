@@ -35,10 +35,14 @@ import click
               show_default=True, help="An edge must save at least this share of the child's entropy.")
 @click.option("--threads", type=click.IntRange(min=1), default=1, show_default=True,
               help="coding: torch threads (more only pays on an idle machine with large latents).")
+@click.option("--serving", "serving_path", default=None, type=click.Path(dir_okay=False),
+              help="A JSON file with a \"serving\" map, task -> group (stage1.json, stage2.json, a model's "
+                   "manifest.json): adds the decode-set rule, an edge must also pay for the receivers of "
+                   "the child's tasks, who decode the parent's whole chain (coding only; docs/DAG.md).")
 @click.option("--json", "as_json", is_flag=True, help="Print the DAG object on stdout instead of a summary.")
 @click.option("-v", "--verbose", is_flag=True, help="Report each estimate on stderr as it is made.")
 def dag(latents_path, out_path, plot_path, estimator, seed, steps, dim, samples, min_gain,
-        threads, as_json, verbose):
+        threads, serving_path, as_json, verbose):
     """Build the causal DAG among group latents by conditional entropy.
 
     Each group latent Y takes as parent the lower-entropy latent P that minimises
@@ -67,6 +71,7 @@ def dag(latents_path, out_path, plot_path, estimator, seed, steps, dim, samples,
     from ..lookahead.dag import build_dag, load_latents, save_dag_json
 
     latents = load_latents(latents_path)
+    serving = read_serving(serving_path) if serving_path else None
     progress = (lambda msg: click.echo(f"tamc dag: {msg}", err=True)) if verbose else None
     kwargs = {}
     if estimator == "coding":
@@ -83,7 +88,7 @@ def dag(latents_path, out_path, plot_path, estimator, seed, steps, dim, samples,
         if samples is not None:
             ks.samples = samples
         kwargs["kde"] = ks
-    result = build_dag(latents, estimator, min_gain=min_gain, progress=progress, **kwargs)
+    result = build_dag(latents, estimator, min_gain=min_gain, progress=progress, serving=serving, **kwargs)
     result["data"] = {"path": str(latents_path)}
     save_dag_json(result, out_path)
     if plot_path:
@@ -108,3 +113,18 @@ def dag(latents_path, out_path, plot_path, estimator, seed, steps, dim, samples,
                        f"(saves {(h - hc) / h:.1%})" if h > 0 else f"  {g} parent {p}")
     click.echo(f"order: {' -> '.join(result['order'])}")
     click.echo(f"wrote {out_path}" + (f" and {plot_path}" if plot_path else ""))
+
+
+def read_serving(path: str) -> dict[str, str]:
+    """The "serving" map (task -> group) of a JSON file: a stage record or a model manifest."""
+    from ..contract import TASKS
+    from ..errors import TamcInputError
+
+    try:
+        doc = json.loads(open(path, encoding="utf-8").read())
+    except (OSError, ValueError) as exc:
+        raise TamcInputError(f"{path}: unreadable ({exc})") from None
+    serving = doc.get("serving") if isinstance(doc, dict) else None
+    if not isinstance(serving, dict) or not all(t in TASKS and isinstance(g, str) for t, g in serving.items()):
+        raise TamcInputError(f"{path}: no \"serving\" map of task names to group ids")
+    return dict(serving)

@@ -164,6 +164,9 @@ def _numbers(option: str, text: str) -> list[float]:
 @click.option("--views", type=click.Choice(VIEWS), default="crop", show_default=True,
               help="As in stage 1: use what the anchor was trained on.")
 @_large_scene_options
+@click.option("--hyper-channels", type=click.IntRange(min=1), default=32, show_default=True,
+              help="Channels of each group's hyper-latent z. Its bits are spent at every quality: a layer coded "
+                   "at a few hundred bytes wants few (docs/TRAINING.md, \"A scene layer of its own\").")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--global-context/--no-global-context", default=False, show_default=True,
               help="Eq. 12's attention from the parent to the child's anchors (second pass).")
@@ -185,7 +188,7 @@ def _numbers(option: str, text: str) -> list[float]:
 @_device_options
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
 def stage2(anchor, dag_file, data, val, out, lambdas, gain_range, steps_entropy, steps_finetune, batch, crop, views,
-           large_data, large_crop, seed, global_context, no_parents, parent_input, augment, augment_pixels, val_limit,
+           large_data, large_crop, hyper_channels, seed, global_context, no_parents, parent_input, augment, augment_pixels, val_limit,
            device, workers, quiet) -> None:
     """Stage 2: entropy models along the DAG, then rate-distortion fine-tuning.
 
@@ -205,7 +208,8 @@ def stage2(anchor, dag_file, data, val, out, lambdas, gain_range, steps_entropy,
 
     cfg = Stage2Config(anchor=anchor, dag=dag_file, data=data, val=val, out=out, lambdas=lams, gain_range=gains,
                        steps_entropy=steps_entropy, steps_finetune=steps_finetune, batch=batch, crop=crop,
-                       views=views, large_data=large_data, large_crop=large_crop, seed=seed, use_global=global_context, no_parents=no_parents,
+                       views=views, large_data=large_data, large_crop=large_crop, hyper_channels=hyper_channels,
+                       seed=seed, use_global=global_context, no_parents=no_parents,
                        parent_input=parent_input, augment=augment, augment_pixels=augment_pixels,
                        val_limit=val_limit, device=device, workers=workers)
     rec = train_stage2(cfg, progress=not quiet, log=lambda m: click.echo(m, err=True))
@@ -296,6 +300,91 @@ def decoders(model, data, val, out, export_to, name, tasks, steps, batch_pixels,
         m = replace_decoders(model, export_to, fitted, name=name, record=summary, scene_tasks=rec["scene_tasks"],
                              context=rec["context"])
         click.echo(f"exported model {m['model_id']} to {export_to}")
+
+
+@train.command("start-group")
+@click.option("--model", "-m", required=True, type=click.Path(file_okay=False),
+              help="Exported model folder to start from (read only).")
+@click.option("--group", required=True, help="The new group, e.g. 'seg+depth+normal'.")
+@click.option("--from", "source", required=True,
+              help="The model's coded group whose encoder the new group's starts as, e.g. 'seg+normal+edge+keypoint+rgb'.")
+@click.option("--val", type=click.Path(), default=None,
+              help="Validation folder: also write the new group's latents of it (the input of `tamc dag`).")
+@click.option("--out", "-o", required=True, type=click.Path(file_okay=False), help="Run folder.")
+def start_group(model, group, source, val, out) -> None:
+    """Start a group of its own from an exported model, for stage 2 to train.
+
+    The group's encoder is a copy of --from's, each member task's decoder a copy of the model's
+    serving decoder of that task, and the group serves all its tasks (docs/TRAINING.md, "A scene
+    layer of its own"). `tamc train merge` later puts the trained group beside the model's other
+    layers.
+
+    \b
+    Writes to OUT:
+      anchor.pt          the network, in stage 1's format (input of `tamc train stage2 --anchor`)
+      start_group.json   where it started from (the model card reads it)
+      latents.npz        with --val: its latents of the validation images (input of `tamc dag`)
+
+    \b
+    Example:
+      tamc train start-group -m models/default --group seg+depth+normal \\
+        --from seg+normal+edge+keypoint+rgb --val data/val --out runs/scene
+    """
+    import torch
+
+    from ..train.rebuild import group_network
+    from ..train.stage1 import LATENTS, anchor_trivial, dump_latents
+
+    net = group_network(model, group, source)
+    trivial = anchor_trivial(model)
+    missing = [t for t in net.serving if t not in trivial]
+    if missing:
+        raise TamcInputError(f"{model}: its reference.json has no trivial loss for {', '.join(missing)}")
+    folder = Path(out)
+    folder.mkdir(parents=True, exist_ok=True)
+    from ..atomic import atomic_path
+
+    from ..atomic import atomic_write_bytes
+    from ..runtime.manifest import read_manifest
+
+    record = {"schema": "tamc.start_group/1", "model": str(model), "model_id": read_manifest(model)["model_id"],
+              "group": net.groups[0], "encoder_of": source, "serving": net.serving, "trivial_loss": trivial}
+    with atomic_path(folder / "anchor.pt") as tmp:
+        torch.save({"model": net.state_dict(), "describe": net.describe(), "trivial": trivial}, tmp)
+    atomic_write_bytes(folder / "start_group.json", (json.dumps(record, indent=1) + "\n").encode())
+    click.echo(f"wrote {folder / 'anchor.pt'}: {net.groups[0]}, encoder from {source}")
+    if val:
+        from ..data.torch_dataset import MultiTaskDataset
+
+        dump_latents(net, MultiTaskDataset(val, list(net.serving), train=False), folder / LATENTS)
+        click.echo(f"wrote {folder / LATENTS}")
+
+
+@train.command()
+@click.argument("base", type=click.Path(file_okay=False))
+@click.argument("added", type=click.Path(file_okay=False))
+@click.option("--out", "-o", required=True, type=click.Path(file_okay=False), help="Model folder to write.")
+@click.option("--name", default=None, help="Model name (default: the folder's name).")
+def merge(base, added, out, name) -> None:
+    """Merge two exported models: ADDED's layers first, as DAG roots, then BASE's.
+
+    The tasks ADDED serves are served by its groups; BASE's groups still serving a task keep
+    their graphs, tables and parents, so they code exactly the bits they coded in BASE; a BASE
+    group left serving nothing is dropped. Both models must share the container settings
+    (latent channels and stride, padding, qualities, the Gaussian coder's table).
+
+    \b
+    Example (a scene layer trained alone, docs/TRAINING.md "A scene layer of its own"):
+      tamc train merge models/default runs/scene/model --out runs/scene/merged --name default
+    """
+    import os
+
+    from ..train.merge import merge_models
+
+    m = merge_models(base, added, out, name=name or os.path.basename(os.path.normpath(out)))
+    size = sum(os.path.getsize(os.path.join(out, f)) for f in m["files"])
+    click.echo(f"merged model {m['model_id']} to {out} ({size / 1e6:.1f} MB): layers " +
+               ", ".join(f"{k} {g}" for k, g in enumerate(m["groups"])))
 
 
 @click.command()

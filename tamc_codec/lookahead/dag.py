@@ -28,7 +28,7 @@ from typing import Callable
 
 import numpy as np
 
-from ..contract import TASK_CODES, group_tasks
+from ..contract import TASK_CODES, group_tasks, sort_tasks
 from ..atomic import atomic_write_bytes
 from ..errors import TamcInputError
 
@@ -117,12 +117,16 @@ def entropy_order(entropy: dict[str, float]) -> list[str]:
 def choose_parents(
     entropy: dict[str, float],
     conditional: dict[str, dict[str, float]],
-    accept: Callable[[str, str], tuple[bool, dict]],
+    accept: Callable[..., tuple[bool, dict]],
+    extra: Callable[[str, str, dict], float] | None = None,
 ) -> tuple[dict[str, str | None], dict[str, dict]]:
     """Eq. 10 with the "only where it pays" rule.
 
     Each latent's candidate parent is the lower-entropy latent with the least H(Yc | Yp);
     ``accept(child, parent)`` then decides whether the edge pays and says why.
+    With ``extra(child, parent, parents so far)``, the candidate is the one with the least
+    H(Yc | Yp) + extra, in the child's units (the decode-set rule: what the parent's chain adds
+    to what a receiver of the child must read), and ``accept`` gets the parents so far too.
     Returns the parent map and, per child, the record of that decision.
     """
     order = entropy_order(entropy)
@@ -136,8 +140,9 @@ def choose_parents(
             decisions[child] = {"candidate": None, "accepted": False,
                                 "reason": "lowest entropy: no candidate parent"}
             continue
-        best = min(candidates, key=lambda p: (conditional[child][p], rank[p]))
-        ok, info = accept(child, best)
+        best = min(candidates, key=lambda p: (conditional[child][p] + (extra(child, p, parents) if extra else 0.0),
+                                              rank[p]))
+        ok, info = accept(child, best, parents) if extra else accept(child, best)
         parents[child] = best if ok else None
         decisions[child] = {"candidate": best, "accepted": ok, **info}
     return {g: parents[g] for g in sort_groups(parents)}, {g: decisions[g] for g in sort_groups(decisions)}
@@ -199,6 +204,7 @@ def build_dag(
     coding=None,
     kde=None,
     progress: Callable[[str], None] | None = None,
+    serving: dict[str, str] | None = None,
 ) -> dict:
     """Build the ``dag.json`` object for ``latents`` ({group id: [N, C, h, w]}).
 
@@ -211,6 +217,14 @@ def build_dag(
     makes even independent latents look informative, so the saving is measured from the mean
     of a permutation null (the parent's images shuffled) instead of from H(Yc), and the real
     H(Yc | Yp) must also lie below every null value.
+
+    ``serving`` (task → group; ``coding`` only) adds the **decode-set rule**: a receiver of a
+    task decodes its group's layer *and every ancestor's*, so an edge parent → child must also
+    pay for the receivers of the child's tasks: the bits per picture of the child given the
+    parent, plus those of the parent's whole chain, may not exceed the child's bits alone. Bits
+    per picture are bits per element times the latent's elements (C·h·w), so latents on
+    different grids (scene scale) compare as the codec's layers do. A group that serves no task
+    has no receiver, and only the file's total decides its edge.
     """
     if estimator not in ESTIMATORS:
         raise TamcInputError(f"unknown estimator {estimator!r} (known: {', '.join(ESTIMATORS)})")
@@ -246,7 +260,34 @@ def build_dag(
                 conditional[c][p] = _finite(oracle.conditional(c, p), f"H({c}|{p})")
                 say(f"H({c} | {p}) = {conditional[c][p]:.4f}")
 
-    def accept(child: str, parent: str) -> tuple[bool, dict]:
+    served = {g: sort_tasks(t for t, sg in (serving or {}).items() if sg == g) for g in groups}
+    if serving is not None:
+        if estimator != "coding":
+            raise TamcInputError("the decode-set rule needs bits (the coding estimator)")
+        unknown = sorted({g for g in serving.values() if g not in latents})
+        if unknown:
+            raise TamcInputError(f"serving names groups without latents: {', '.join(unknown)}")
+    elements = {g: int(np.prod(latents[g].shape[1:])) for g in groups}
+
+    def layer_bits(g: str, parents: dict) -> float:
+        """Bits per picture of g's layer as coded along the DAG decided so far."""
+        p = parents.get(g)
+        return elements[g] * (conditional[g][p] if p else entropy[g])
+
+    def chain_bits(g: str, parents: dict) -> float:
+        """Bits per picture a receiver reads for g and its ancestors (g's own layer included)."""
+        total, seen = 0.0, set()
+        while g is not None and g not in seen:
+            seen.add(g)
+            total += layer_bits(g, parents)
+            g = parents.get(g)
+        return total
+
+    def extra(child: str, parent: str, parents: dict) -> float:
+        # what the parent's chain adds to a receiver of the child, per element of the child
+        return chain_bits(parent, parents) / elements[child] if served[child] else 0.0
+
+    def accept(child: str, parent: str, parents: dict | None = None) -> tuple[bool, dict]:
         h, hc = entropy[child], conditional[child][parent]
         need = max(min_gain * h, MIN_SAVING_BITS)
         info: dict = {"min_saving": need}
@@ -263,18 +304,25 @@ def build_dag(
         else:
             saving, beats_null = h - hc, True
         pays = saving > 0 and saving >= need and beats_null
-        info.update(saving=saving, saving_fraction=saving / h if h > 0 else 0.0,
-                    reason="pays" if pays else
-                    "within the permutation null" if not beats_null else "saves too little")
+        reason = "pays" if pays else "within the permutation null" if not beats_null else "saves too little"
+        if pays and parents is not None and served[child]:
+            alone = elements[child] * h
+            with_parent = elements[child] * hc + chain_bits(parent, parents)
+            info.update(receivers=served[child], bits_alone=alone, bits_with_parent_chain=with_parent)
+            if with_parent > alone:
+                pays, reason = False, f"costs the receivers of {', '.join(served[child])} more than it saves"
+        info.update(saving=saving, saving_fraction=saving / h if h > 0 else 0.0, reason=reason)
         say(f"{parent} -> {child}: saves {saving:.4f} ({info['saving_fraction']:.1%})"
             + (f", null min {info['null_min']:.4f}" if estimator == "kde" else "")
             + (", edge" if pays else ", no edge"))
         return pays, info
 
-    parents, decisions = choose_parents(entropy, conditional, accept)
+    rule = serving is not None
+    parents, decisions = choose_parents(entropy, conditional, accept, extra if rule else None)
     order = topological_order(groups, parents)
     edges = [[parents[c], c] for c in order if parents[c] is not None]
-    settings = {"min_gain": min_gain, "images": n, **oracle.settings()}
+    settings = {"min_gain": min_gain, "images": n, **oracle.settings(),
+                "decode_sets": {"serving": dict(serving)} if rule else None}
     return {
         "schema": SCHEMA,
         "estimator": estimator,

@@ -138,14 +138,8 @@ def quality_lines(q: dict) -> list[str]:
     return lines
 
 
-def write_card(run: Path, model: Path, quality_json: Path) -> str:
-    manifest = json.loads((model / "manifest.json").read_text())
-    grouping = _load(run / "grouping.json") or {}
-    dag = _load(run / "dag.json") or {}
-    s1 = _load(run / "stage1" / "stage1.json") or {}
-    s1b = _load(run / "stage1b" / "stage1.json")
-    s2 = _load(run / "stage2" / "stage2.json") or {}
-    q = _load(quality_json) or {}
+def _head_lines(manifest: dict, model: Path) -> list[str]:
+    """Title, size, which group serves each task from which parent, and the recipe's heading."""
     size = sum((model / f).stat().st_size for f in manifest["files"])
     lines = [
         f"# tamc model `{manifest['name']}`",
@@ -161,7 +155,18 @@ def write_card(run: Path, model: Path, quality_json: Path) -> str:
     for t, g in manifest["serving"].items():
         lines.append(f"| {t} | `{g}` | {('`' + manifest['dag']['parents'][g] + '`') if manifest['dag']['parents'][g] else '—'} |")
     lines += ["", "DAG coding order: " + " → ".join(f"`{g}`" for g in manifest["dag"]["order"]), ""]
-    lines += ["## Data and recipe", ""]
+    return lines + ["## Data and recipe", ""]
+
+
+def write_card(run: Path, model: Path, quality_json: Path) -> str:
+    manifest = json.loads((model / "manifest.json").read_text())
+    grouping = _load(run / "grouping.json") or {}
+    dag = _load(run / "dag.json") or {}
+    s1 = _load(run / "stage1" / "stage1.json") or {}
+    s1b = _load(run / "stage1b" / "stage1.json")
+    s2 = _load(run / "stage2" / "stage2.json") or {}
+    q = _load(quality_json) or {}
+    lines = _head_lines(manifest, model)
     data = grouping.get("data", {})
     lines.append(f"- Data: generated scenes (`tamc data synth`), training split from seed "
                  f"{data.get('first_seed', 0)}, {data.get('count', '?')} scenes at 256×256; validation split "
@@ -276,6 +281,56 @@ def write_card(run: Path, model: Path, quality_json: Path) -> str:
         recipe = f"{continued['source_reproduce']}` (model `{continued['source_model'][:8]}…`), then `{continued['command']}"
     lines += ["", f"Reproduce: `{recipe}` (see the repository README); numbers: "
               f"`python benchmarks/model_quality.py --model models/default{anchor_opt}`.", ""]
+    text = "\n".join(lines)
+    atomic_write_bytes(model / "README.md", text.encode())
+    return text
+
+
+def write_merged_card(run: Path, model: Path, quality_json: Path) -> str:
+    """The card of a model made by `bin/train-scene-layer`: a group trained alone beside the layers
+    of a base model (`tamc train merge`). RUN holds the group's records and the base's card
+    (base_card.md), whose recipe made every layer the merge kept."""
+    manifest = json.loads((model / "manifest.json").read_text())
+    merged = manifest["provenance"]["merged"]
+    s2 = _load(run / "stage2" / "stage2.json") or {}
+    start = _load(run / "start_group.json") or {}
+    q = _load(quality_json) or {}
+    made = _load(run / "made.json") or {}
+    added = merged["added"]["groups"]
+    lines = _head_lines(manifest, model)
+    c = s2.get("config", {})
+    lines.append(f"- {', '.join('`' + g + '`' for g in added)}: a layer of its own for the scene tasks, a DAG root "
+                 f"(docs/TRAINING.md, \"A scene layer of its own\"). Started from model "
+                 f"`{start.get('model_id', '?')}`: its encoder a copy of that model's `{start.get('encoder_of', '?')}` "
+                 f"encoder, its decoders that model's serving seg, depth and normal decoders (`tamc train start-group`).")
+    if s2:
+        lines.append(f"- Stage 2 of that group alone: {c['steps_entropy']} steps entropy model only + "
+                     f"{c['steps_finetune']} steps fine-tuning, batches of {c['batch']} whole {c['crop']}² training "
+                     f"rooms{' under random photometric changes' if c.get('augment') else ''}, λ = {c['lambdas']}, "
+                     f"starting gains {'…'.join(f'{v:g}' for v in c['gain_range'])}; {s2['seconds'] / 60:.1f} min on "
+                     f"{s2.get('hardware', 'the CPU')}. Exported; at a picture larger than the 256² training scenes it "
+                     f"analyses the picture at scene scale.")
+    lines.append(f"- Merged (`tamc train merge`) with model `{merged['base']['model_id']}`, whose layers "
+                 f"{', '.join('`' + g + '`' for g in merged['base']['groups'])} are kept byte for byte (they code "
+                 f"exactly the bits they coded there) and serve the picture's tasks; its groups left serving nothing "
+                 f"are dropped.")
+    if made.get("dag_recheck"):
+        lines.append(f"- DAG re-checked on this model's rate-trained latents ({made['dag_recheck']}).")
+    base_card = run / "base_card.md"
+    if base_card.exists():
+        text = base_card.read_text()
+        recipe = text.split("## Data and recipe", 1)[-1].split("\n## ", 1)[0].strip()
+        lines += ["", f"The kept layers' recipe (model `{merged['base']['model_id'][:8]}…`'s card):", ""]
+        lines += ["> " + ln if ln else ">" for ln in recipe.splitlines()]
+    if q:
+        lines += quality_lines(q)
+    notes = run / "card_notes.md"
+    if notes.exists():
+        lines += ["", notes.read_text().strip()]
+    base_reproduce = made.get("base_reproduce", "unknown")
+    lines += ["", f"Reproduce: `{base_reproduce}` (model `{merged['base']['model_id'][:8]}…`), then "
+              f"`{made.get('command', 'bin/train-scene-layer')}`; numbers: "
+              f"`python benchmarks/model_quality.py --model models/default --anchor model`.", ""]
     text = "\n".join(lines)
     atomic_write_bytes(model / "README.md", text.encode())
     return text

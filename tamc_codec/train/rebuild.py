@@ -160,4 +160,39 @@ def rebuild_network(folder: str | Path, seed: int = 0) -> MultiGroupModel:
     return model.eval()
 
 
-__all__ = ["REBUILD_TOLERANCE", "rebuild_decoder", "rebuild_encoder", "rebuild_network"]
+def group_network(folder: str | Path, group: str, source: str) -> MultiGroupModel:
+    """A one-group network started from an exported model: `group`'s encoder is a copy of the
+    model's coded group `source`'s, and each of its member tasks' decoders is the model's serving
+    decoder of that task. `group` serves all its tasks.
+
+    This is how a dedicated scene layer begins (docs/TRAINING.md, "A scene layer of its own"):
+    a latent that already carries the scene, and decoders that already read one, so that stage 2
+    has only to squeeze out what the group's tasks do not need, instead of learning a network
+    from nothing."""
+    from ..contract import group_id
+
+    rt = RuntimeModel(Path(folder))
+    try:
+        group = group_id([m.strip() for m in group.split("+")])
+    except ValueError as exc:
+        raise TamcModelError(f"bad group {group!r}: {exc}") from None
+    if source not in rt.groups:
+        raise TamcModelError(f"{rt.folder}: no coded group {source!r} (coded: {', '.join(rt.groups)})")
+    missing = [t for t in group_tasks(group) if t not in rt.manifest["decoders"]]
+    if missing:
+        raise TamcModelError(f"{rt.folder}: the model serves no {', '.join(missing)} to start {group}'s decoders")
+    decoders = {t: rebuild_decoder(rt, t) for t in group_tasks(group)}
+    if any(d.cfg.context_channels for d in decoders.values()):
+        raise TamcModelError(f"{rt.folder}: a decoder of {group}'s tasks reads other layers; a group of its own "
+                             "cannot give it them")
+    full = {d.cfg.full_res_channels for d in decoders.values() if d.full_res} or {NetConfig.full_res_channels}
+    cfg = replace(next(iter(decoders.values())).cfg, full_res_channels=full.pop())
+    encoder = rebuild_encoder(rt, source, cfg)
+    model = MultiGroupModel([group], encoder.cfg, {t: group for t in group_tasks(group)})
+    model.encoders[_key(group)].load_state_dict(encoder.state_dict())
+    for t, dec in decoders.items():
+        model.decoders[_key(group)][t].load_state_dict(dec.state_dict())
+    return model.eval()
+
+
+__all__ = ["REBUILD_TOLERANCE", "rebuild_decoder", "rebuild_encoder", "rebuild_network", "group_network"]

@@ -108,7 +108,9 @@ class CodecModel(nn.Module):
         `origin`: where training crops sit in their scenes (nets.multitask.coord_grid). `changed_image`:
         what `changed_groups` analyse instead of `image` (Stage2Config.augment, augmented_groups)."""
         changed = list(changed_groups) if changed_image is not None else []
-        latents = self.base.encode(image, [g for g in self.order if g not in changed], origin)
+        plain = [g for g in self.order if g not in changed]
+        # encode() reads an empty list as "every group": with every group changed, skip it
+        latents = self.base.encode(image, plain, origin) if plain else {}
         if changed:
             latents.update(self.base.encode(changed_image, changed, origin))
         context: dict[str, torch.Tensor] = {}
@@ -243,7 +245,9 @@ def train_stage2(cfg: Stage2Config, *, progress: bool = True, log=print, stop_af
     if state is not None:
         model.load_state_dict(state["model"])
         step, history = state["step"], state["history"]
-        phase = "entropy" if step < cfg.steps_entropy else "finetune"
+        # the phase whose optimiser was saved: a checkpoint taken on the last entropy step holds the
+        # entropy phase's, and the loop below moves on to fine-tuning with a fresh one, as without a pause
+        phase = state.get("phase", "entropy" if step < cfg.steps_entropy else "finetune")
         opt, aux_opt = optimisers(phase)
         opt.load_state_dict(state["opt"])
         aux_opt.load_state_dict(state["aux_opt"])
@@ -311,7 +315,8 @@ def train_stage2(cfg: Stage2Config, *, progress: bool = True, log=print, stop_af
         if step % cfg.ckpt_every == 0 or step == total_steps or (stop_after is not None and step >= stop_after):
             save_checkpoint(out / CHECKPOINT, {
                 "model": model.state_dict(), "opt": opt.state_dict(), "aux_opt": aux_opt.state_dict(),
-                "step": step, "history": history, "rng": rng.bit_generator.state, "torch_rng": torch.get_rng_state(),
+                "step": step, "phase": phase, "history": history, "rng": rng.bit_generator.state,
+                "torch_rng": torch.get_rng_state(),
                 "elapsed": time.perf_counter() - t_start, "config": asdict(cfg),
             })
     if bar:
