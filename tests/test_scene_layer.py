@@ -155,3 +155,25 @@ def test_start_group_command_writes_an_anchor_stage2_reads(tiny_model, tmp_path)
     bad = CliRunner().invoke(train, ["start-group", "-m", str(tiny_model), "--group", "keypoint+rgb",
                                      "--from", "nope+rgb", "--out", str(tmp_path / "bad")])
     assert bad.exit_code != 0
+
+
+def test_quality_positions_pick_trained_gains_or_blend_neighbours_in_log_space():
+    pytest.importorskip("torch")
+    from tamc_codec.train.export import resample_gains
+
+    gains = np.array([[1.0, 2.0], [4.0, 8.0], [16.0, 32.0]], dtype=np.float32)
+    tables = {"gain0": gains.copy(), "inv_gain0": 1 / gains, "z0/medians": np.zeros(2, np.float32)}
+    resample_gains(tables, [1, 2.5, 3])
+    np.testing.assert_allclose(tables["gain0"], [[1, 2], [8, 16], [16, 32]], rtol=1e-6)
+    np.testing.assert_allclose(tables["inv_gain0"], 1 / tables["gain0"], rtol=1e-6)
+    assert tables["z0/medians"].shape == (2,)
+
+
+def test_export_refuses_quality_positions_outside_the_trained_ones(tiny_model):
+    from tamc_codec.train.export import export_model
+
+    codec_pt = Path(tiny_model).parent / "s2" / "codec.pt"
+    for bad in ([1, 1], [0.5, 2], [1, 3.5], [3]):
+        with pytest.raises(TamcInputError, match="quality positions"):
+            export_model(codec_pt, Path(tiny_model).parent / "never", name="x", positions=bad)
+    assert not (Path(tiny_model).parent / "never").exists()

@@ -44,14 +44,32 @@ def test_shipped_model_carries_its_own_trivial_losses():
 
 
 def test_shipped_model_decodes_scene_tasks_of_a_large_picture_at_scene_scale():
-    """The 512² sample: seg's group analyses it at full size, its decoder reads the latent pooled
-    to the 256² training scenes' grid (CONTRACT.md, scene scale), and the file decodes to that."""
+    """The 512² sample: seg's group analyses it at the 256² training scenes' scale (CONTRACT.md,
+    scene scale), and the file decodes to what the encoder predicted."""
     from PIL import Image
 
     image = np.asarray(Image.open(SAMPLE).convert("RGB"))
     rt = codec.load_model(str(MODEL))
     h, w = image.shape[:2]
-    assert rt.factor(rt.serving["seg"], h, w) == 1 and rt.task_factor("seg", h, w) == 2
+    assert rt.factor(rt.serving["seg"], h, w) == 2 and rt.task_factor("seg", h, w) == 2
     enc = codec.encode_image(image, "seg", rt.qualities, rt)
     pred = codec.task_prediction(rt, "seg", enc.latents, h, w)
     np.testing.assert_array_equal(codec.decode_task(enc.data, "seg", rt).output, codec._raw_output("seg", pred, rt))
+
+
+def test_shipped_model_decodes_a_scene_task_from_its_own_layer():
+    """Issue 28: a scene task's receiver reads the scene layer alone, never a layer that exists for
+    edge, keypoint or rgb, and that layer is a small part of a file carrying every task."""
+    from PIL import Image
+
+    from tamc_codec.bitstream import TamcReader
+
+    rt = codec.load_model(str(MODEL))
+    image = np.asarray(Image.open(SAMPLE).convert("RGB"))
+    enc = codec.encode_image(image, "all", rt.qualities, rt)
+    picture_groups = {rt.serving[t] for t in ("edge", "keypoint", "rgb")}
+    with TamcReader(enc.data) as r:
+        for t in ("seg", "depth", "normal"):
+            read = r.layers_for_task(t)
+            assert not {rt.groups[r.layers[i].group] for i in read} & picture_groups
+            assert r.header_size + sum(r.layers[i].length for i in read) < 0.1 * len(enc.data)

@@ -398,12 +398,16 @@ def merge(base, added, out, name) -> None:
 @click.option("--lowest-blend", type=float, default=0.0, show_default=True,
               help="Move quality 1's gains this fraction of the way (log scale) to quality 2's: for a "
                    "lowest trained quality that is worse than useless (docs/MODEL.md). 0 keeps q1 as trained.")
+@click.option("--quality-positions", default=None, metavar="P1,P2,...",
+              help="Export qualities at these positions on the trained quality scale (1 = the lowest trained): a "
+                   "fraction blends the gains of its two neighbours (log scale), e.g. 1,2,2.33,2.67,3 puts three "
+                   "qualities where a curve bends between trained q2 and q3 (docs/MODEL.md). Default: as trained.")
 @click.option("--scene-size", type=int, default=DEFAULT_SCENE_SIZE, show_default=True,
               help="Side of the training scenes: a group serving only seg, depth or normal analyses a larger "
                    "picture downsampled towards it (docs/MODEL.md, scene scale).")
 @click.option("--no-scene-scale", is_flag=True, help="Every group analyses pictures at full size.")
 def export(codec_pt: str, out: str, name: str | None, grouping: str | None, dag_file: str | None,
-           lowest_blend: float, scene_size: int, no_scene_scale: bool) -> None:
+           lowest_blend: float, quality_positions: str | None, scene_size: int, no_scene_scale: bool) -> None:
     """Export a stage-2 model (codec.pt) to a folder the torch-free codec runs.
 
     Weights are rounded to float16 before the entropy tables are built, so the
@@ -431,6 +435,7 @@ def export(codec_pt: str, out: str, name: str | None, grouping: str | None, dag_
             provenance[key] = {"path": path, "sha256": hashlib.sha256(raw).hexdigest(),
                                "groups": doc.get("groups"), "method": doc.get("method") or doc.get("estimator")}
     m = export_model(codec_pt, out, name=name or os.path.basename(os.path.normpath(out)), provenance=provenance,
-                     lowest_blend=lowest_blend, scene_size=None if no_scene_scale else scene_size)
+                     lowest_blend=lowest_blend, scene_size=None if no_scene_scale else scene_size,
+                     positions=_numbers("--quality-positions", quality_positions) if quality_positions else None)
     size = sum(os.path.getsize(os.path.join(out, f)) for f in m["files"])
     click.echo(f"exported model {m['model_id']} to {out} ({size / 1e6:.1f} MB, {len(m['files'])} files)")

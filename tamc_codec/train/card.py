@@ -310,6 +310,10 @@ def write_merged_card(run: Path, model: Path, quality_json: Path) -> str:
                      f"starting gains {'…'.join(f'{v:g}' for v in c['gain_range'])}; {s2['seconds'] / 60:.1f} min on "
                      f"{s2.get('hardware', 'the CPU')}. Exported; at a picture larger than the 256² training scenes it "
                      f"analyses the picture at scene scale.")
+    if made.get("positions"):
+        lines.append(f"- Export: its qualities at positions {made['positions']} on the trained ones (`tamc export "
+                     f"--quality-positions`, docs/MODEL.md): trained q3-q5 reach the same losses, so three of the five "
+                     f"sit between trained q2 and q3, where the curve bends.")
     lines.append(f"- Merged (`tamc train merge`) with model `{merged['base']['model_id']}`, whose layers "
                  f"{', '.join('`' + g + '`' for g in merged['base']['groups'])} are kept byte for byte (they code "
                  f"exactly the bits they coded there) and serve the picture's tasks; its groups left serving nothing "

@@ -106,6 +106,21 @@ def blend_lowest_gains(tables: dict[str, np.ndarray], blend: float) -> None:
         tables[key] = np.exp(g).astype(np.float32)
 
 
+def resample_gains(tables: dict[str, np.ndarray], positions: list[float]) -> None:
+    """Replace the per-quality gains by gains at `positions` on the trained quality scale (1-based):
+    an integer position is that trained quality, a fraction blends its two neighbours in log space
+    as `blend_lowest_gains` does. Every network is shared between qualities, so the exported
+    qualities may sit where a model's rate-quality curve bends rather than where training put them."""
+    for key in [k for k in tables if k.startswith(("gain", "inv_gain"))]:
+        g = np.log(tables[key].astype(np.float64))
+        rows = []
+        for pos in positions:
+            lo = min(int(np.floor(pos)), g.shape[0]) - 1
+            frac = pos - (lo + 1)
+            rows.append(g[lo] if frac == 0 else (1.0 - frac) * g[lo] + frac * g[lo + 1])
+        tables[key] = np.exp(np.stack(rows)).astype(np.float32)
+
+
 def scene_scale_groups(serving: dict[str, str]) -> list[str]:
     """The coded groups that serve scene tasks only (CONTRACT.md, scene scale), in name order."""
     served: dict[str, set[str]] = {}
@@ -115,7 +130,8 @@ def scene_scale_groups(serving: dict[str, str]) -> list[str]:
 
 
 def export_model(codec_pt: str | Path, out_dir: str | Path, *, name: str, provenance: dict | None = None,
-                 lowest_blend: float = 0.0, scene_size: int | None = DEFAULT_SCENE_SIZE) -> dict:
+                 lowest_blend: float = 0.0, scene_size: int | None = DEFAULT_SCENE_SIZE,
+                 positions: list[float] | None = None) -> dict:
     """Write models/<name>/ from a stage-2 checkpoint (codec.pt); returns the manifest.
 
     `lowest_blend` > 0 replaces quality 1's gains by a blend towards quality 2's (`blend_lowest_gains`).
@@ -130,6 +146,12 @@ def export_model(codec_pt: str | Path, out_dir: str | Path, *, name: str, proven
     model: CodecModel = load_codec_model(codec_pt)
     if lowest_blend and model.qualities < 2:
         raise TamcInputError("a lowest blend needs at least two qualities")
+    if positions is not None:
+        if lowest_blend:
+            raise TamcInputError("give either a lowest blend or quality positions, not both")
+        if len(positions) < 2 or any(b <= a for a, b in zip(positions, positions[1:])) \
+                or positions[0] < 1 or positions[-1] > model.qualities:
+            raise TamcInputError(f"quality positions must increase within 1..{model.qualities} (the trained qualities)")
     round_to_float16(model)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -177,6 +199,8 @@ def export_model(codec_pt: str | Path, out_dir: str | Path, *, name: str, proven
         decoders[t] = {"file": fname, "group": g, "inputs": ["y"], "outputs": ["pred"]}
     if lowest_blend:
         blend_lowest_gains(tables, lowest_blend)
+    if positions is not None:
+        resample_gains(tables, positions)
     buf = io.BytesIO()
     # the Gaussian PMF table is mostly zeros: compressed it is a tenth of the size
     np.savez_compressed(buf, **tables)
@@ -213,6 +237,10 @@ def export_model(codec_pt: str | Path, out_dir: str | Path, *, name: str, proven
         manifest["parent_input"] = model.parent_input
     if lowest_blend:
         manifest["qualities"][0]["gain_blend"] = lowest_blend
+    if positions is not None:
+        lams = np.log(np.asarray(d["lambdas"], dtype=np.float64))
+        manifest["qualities"] = [{"q": i + 1, "lambda": round(float(np.exp(np.interp(pos - 1, np.arange(len(lams)), lams))), 6),
+                                  "trained_position": pos} for i, pos in enumerate(positions)]
     scene_groups = scene_scale_groups(manifest["serving"]) if scene_size else []
     if scene_groups:
         # absent means every group at full size, so earlier models keep their ids
