@@ -20,7 +20,8 @@ import json
 from pathlib import Path
 
 from tamc_codec.data.torch_dataset import MultiTaskDataset
-from tamc_codec.train.stage1 import anchor_trivial, evaluate, load_anchor, mean_maps, trivial_losses
+from tamc_codec.train.anchor import anchor_trivial, load_anchor
+from tamc_codec.train.evaluation import evaluate, mean_maps, trivial_losses
 
 
 def main() -> None:

@@ -21,7 +21,8 @@ import torch
 import torch.nn.functional as F
 
 from tamc_codec.data.torch_dataset import MultiTaskDataset
-from tamc_codec.train.stage1 import evaluate, load_anchor
+from tamc_codec.train.anchor import load_anchor
+from tamc_codec.train.evaluation import evaluate
 
 
 class AtHalfScale(torch.nn.Module):

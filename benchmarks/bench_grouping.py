@@ -77,10 +77,10 @@ def main() -> None:
     from tqdm import tqdm
 
     from tamc_codec.cli.group_cmd import _threads
-    from tamc_codec.lookahead.affinity import run_lookahead_grouping
-    from tamc_codec.lookahead.affinity_plot import plot_affinity
-    from tamc_codec.lookahead.grouping_io import save_grouping
-    from tamc_codec.lookahead.selection import grouping_parts
+    from tamc_codec.grouping.affinity import run_lookahead_grouping
+    from tamc_codec.grouping.affinity_plot import plot_affinity
+    from tamc_codec.grouping.grouping_io import save_grouping
+    from tamc_codec.grouping.selection import grouping_parts
 
     out = Path(args.out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -93,7 +93,7 @@ def main() -> None:
             "lookahead_lr": args.lookahead_lr, "size": 64}
     given = {}
     for f in args.from_grouping:
-        from tamc_codec.lookahead.grouping_io import load_grouping
+        from tamc_codec.grouping.grouping_io import load_grouping
 
         g = load_grouping(f)
         diff = {k: g["settings"].get(k) for k in same if g["settings"].get(k) != want[k]}

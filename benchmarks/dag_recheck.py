@@ -25,9 +25,10 @@ from pathlib import Path
 import numpy as np
 
 from tamc_codec.atomic import atomic_write_bytes
-from tamc_codec.codec import downsample, encode_image, load_model
+from tamc_codec.runtime import encode_image, load_model
+from tamc_codec.runtime.resample import downsample
+from tamc_codec.dag.dag import build_dag, topological_order
 from tamc_codec.data.folder import open_data
-from tamc_codec.lookahead.dag import build_dag, topological_order
 
 
 def quantiser_latents(rt, folder, images: int, quality: int) -> dict[str, np.ndarray]:

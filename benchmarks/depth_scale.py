@@ -27,7 +27,8 @@ import torch.nn.functional as F
 from tamc_codec.data.torch_dataset import MultiTaskDataset
 from tamc_codec.tasks.losses import task_loss
 from tamc_codec.tasks.registry import spec
-from tamc_codec.train.stage1 import _batches, load_anchor
+from tamc_codec.train.anchor import load_anchor
+from tamc_codec.train.evaluation import ordered_batches
 
 
 def _metres(x: torch.Tensor) -> torch.Tensor:
@@ -44,7 +45,7 @@ def _normalised(z: torch.Tensor) -> torch.Tensor:
 def depth_scale_rows(model, ds: MultiTaskDataset, trivial: float) -> dict[str, float]:
     group = model.serving["depth"]
     raw, aligned, rel_raw, rel_aligned, log_scales = [], [], [], [], []
-    for b in _batches(ds, 4):
+    for b in ordered_batches(ds, 4):
         latent = model.encode(b["image"], [group])[group]
         pred = model.decode(group, "depth", latent)
         target = b["depth"]

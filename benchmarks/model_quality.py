@@ -32,14 +32,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from tamc_codec import codec
+from tamc_codec import runtime
 from tamc_codec.atomic import atomic_write_bytes
 from tamc_codec.bitstream import TamcReader
 from tamc_codec.data.torch_dataset import MultiTaskDataset
 from tamc_codec.tasks.losses import task_loss
 from tamc_codec.bench.evaluate import Anchor, ModelAnchor, tamc_predictions
 from tamc_codec.bench.intervals import LEVEL, RESAMPLES, bootstrap_interval
-from tamc_codec.train.stage1 import TaskMetrics
+from tamc_codec.train.evaluation import TaskMetrics
 
 
 def main() -> None:
@@ -52,7 +52,7 @@ def main() -> None:
     ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "model_quality.json"))
     args = ap.parse_args()
     torch.set_num_threads(2)
-    rt = codec.load_model(args.model)
+    rt = runtime.load_model(args.model)
     tasks = list(rt.serving)
     # the codec's own analysis without the coding: each group at the scale the codec runs it
     anchor = ModelAnchor(rt, tasks) if args.anchor == "model" else Anchor(args.anchor, tasks, scale_of=rt)
@@ -76,7 +76,7 @@ def main() -> None:
             anchor_met[t].update(p, s[t][None])
         for q in per_q:
             t0 = time.perf_counter()
-            enc = codec.encode_image(img, "all", q, rt)
+            enc = runtime.encode_image(img, "all", q, rt)
             per_q[q]["enc_s"] += time.perf_counter() - t0
             per_q[q]["bits_all"] += 8 * len(enc.data)
             with TamcReader(enc.data) as r:

@@ -26,7 +26,7 @@ def main() -> None:
     import torch.nn.functional as F
     from scipy import ndimage
 
-    from tamc_codec.codec import task_prediction
+    from tamc_codec.runtime import task_prediction
     from tamc_codec.tasks.registry import SEG_IGNORE
     from tamc_codec.data.torch_dataset import MultiTaskDataset
     from tamc_codec.runtime.model import RuntimeModel

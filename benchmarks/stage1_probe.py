@@ -55,7 +55,7 @@ def main() -> None:
     from tamc_codec.data.torch_dataset import MultiTaskDataset, collate
     from tamc_codec.nets.multitask import MultiGroupModel, NetConfig
     from tamc_codec.tasks.losses import task_loss
-    from tamc_codec.train.stage1 import mean_maps, trivial_losses
+    from tamc_codec.train.evaluation import mean_maps, trivial_losses
 
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)

@@ -43,7 +43,8 @@ def main() -> None:
     from tamc_codec.data.torch_dataset import MultiTaskDataset
     from tamc_codec.nets.multitask import LATENT_STRIDE
     from tamc_codec.tasks.losses import task_loss
-    from tamc_codec.train.stage1 import _batches, load_anchor, mean_maps, trivial_losses
+    from tamc_codec.train.anchor import load_anchor
+    from tamc_codec.train.evaluation import mean_maps, ordered_batches, trivial_losses
 
     torch.set_num_threads(args.threads)
     model = load_anchor(args.anchor).eval()
@@ -62,7 +63,7 @@ def main() -> None:
         return torch.tensor([y, x, size, size], dtype=torch.float32).expand(k, 4)
 
     with torch.no_grad():
-        for b in _batches(ds, 8):
+        for b in ordered_batches(ds, 8):
             img, k = b["image"], b["image"].shape[0]
             for g in model.coded_groups:
                 enc = model.encoders[g.replace("+", "_")]

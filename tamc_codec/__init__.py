@@ -22,7 +22,7 @@ def encode(image: Any, tasks: Any = "all", quality: int | None = None, model: st
     Pictures whose padded size exceeds tamc_codec.limits.MAX_PIXELS are refused (TamcInputError)
     before their pixels are decoded, unless allow_large (docs/CLI.md, "Size limit").
     """
-    from .codec import encode as _encode
+    from .runtime import encode as _encode
 
     return _encode(image, tasks=tasks, quality=quality, model=model, allow_large=allow_large)
 
@@ -33,6 +33,6 @@ def decode(data: bytes, task: str, model: str | None = None, allow_large: bool =
     A file declaring a padded size above tamc_codec.limits.MAX_PIXELS is refused before anything
     is allocated, unless allow_large.
     """
-    from .codec import decode as _decode
+    from .runtime import decode as _decode
 
     return _decode(data, task=task, model=model, allow_large=allow_large)

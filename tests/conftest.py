@@ -18,3 +18,14 @@ def tiny_model(tmp_path_factory):
     from model_fixture import build_tiny_model
 
     return build_tiny_model(tmp_path_factory.mktemp("tiny_model"))
+
+
+@pytest.fixture(scope="session")
+def tiny_exported(tmp_path_factory):
+    """A copy of the committed tiny exported model (tests/data/tiny_model, made by
+    tests/data/make_tiny_model.py): the runtime's tests need no torch and no training."""
+    import shutil
+
+    folder = tmp_path_factory.mktemp("tiny_exported") / "tiny"
+    shutil.copytree(Path(__file__).parent / "data" / "tiny_model", folder)
+    return folder

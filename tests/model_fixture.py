@@ -30,7 +30,7 @@ def build_tiny_model(root: Path, parent_input: str = "dequantised") -> Path:
                               steps=6, batch=2, crop=64, warmup=1, eval_every=6, ckpt_every=6, trivial_samples=4,
                               net=net), progress=False)
     _fix_serving(root / "s1" / "anchor.pt")
-    from tamc_codec.lookahead.dag import fixed_dag
+    from tamc_codec.dag.dag import fixed_dag
 
     (root / "dag.json").write_text(json.dumps(fixed_dag(GROUPS, PARENTS, GROUPS, "manual")))
     train_stage2(Stage2Config(anchor=str(root / "s1" / "anchor.pt"), dag=str(root / "dag.json"),

@@ -379,7 +379,7 @@ def test_model_anchor_is_the_codec_without_quantisation(tiny_model):
     """The model's own networks on the unquantised latent, at the picture's size: what the codec's
     decoded predictions approach as the quality rises."""
     from tamc_codec.bench.evaluate import ModelAnchor, open_images, tamc_predictions
-    from tamc_codec.codec import encode_image, load_model
+    from tamc_codec.runtime import encode_image, load_model
 
     rt = load_model(str(tiny_model))
     images = open_images(tiny_model.parent / "val", None, 1)

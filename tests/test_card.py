@@ -104,8 +104,8 @@ def test_card_names_the_gpu_that_trained_stage1(tmp_path):
     assert "6000 steps × batch 32 of 128² crops alternating with whole scenes downsampled to 128² (on NVIDIA H100 " \
            "80GB HBM3 GPU)" in text
     assert "- Hardware: stage 1 on NVIDIA H100 80GB HBM3 GPU, the other stages on the" in text
-    assert "Reproduce: `DEVICE=cuda WORKERS=0 BATCH1=32 STEPS1=6000 SHARED_WARMUP=0 STEPS1B=0 LOWEST_BLEND=0 " \
-           "STEPS3=0 bin/train-default`" in text
+    # no recipe record: the card does not make one up
+    assert "Reproduce: not recorded (the model was not made by `tamc train run RECIPE`)" in text
     # a record from before `hardware` was written still says where it ran
     del s1["hardware"]
     (run / "stage1" / "stage1.json").write_text(json.dumps(s1))
@@ -133,20 +133,12 @@ def test_card_states_stage1b_and_its_larger_scenes(tmp_path):
            "scenes (every third batch), lr 0.0005, bf16 on x86_64 CPU, 2 threads; 30.0 min" in text
     assert "seg 0.800 → 0.600, rgb 0.400 → 0.300." in text
     assert "the other stages (stage 1b included) on the" in text
-    # the recipe's defaults for stage 1b are not repeated; the GPU stage 1's settings are
-    assert "Reproduce: `DEVICE=cuda WORKERS=14 BATCH1=32 STEPS1=6000 SHARED_WARMUP=1300 LOWEST_BLEND=0 " \
-           "STEPS3=0 bin/train-default`" in text
-    s1b["steps"], s1b["config"]["lr"] = 2000, 0.001
-    (run / "stage1b" / "stage1.json").write_text(json.dumps(s1b))
-    text = write_card(run, model, _quality(tmp_path / "q.json"))
-    assert "SHARED_WARMUP=1300 STEPS1B=2000 LR1B=0.001 LOWEST_BLEND=0 STEPS3=0 bin" in text
-    # larger crops of the larger scenes, fewer per batch: said, and named in the recipe
+    # larger crops of the larger scenes, fewer per batch: said
     s1b["config"]["large_crop"] = 256
     s1b["large_data"].update({"crop": 256, "batch": 2})
     (run / "stage1b" / "stage1.json").write_text(json.dumps(s1b))
     text = write_card(run, model, _quality(tmp_path / "q.json"))
     assert "and 256² crops of the larger scenes (every third batch, 2 per batch)" in text
-    assert "LR1B=0.001 LARGE_CROP=256 LOWEST_BLEND=0 STEPS3=0 bin" in text
 
 
 def test_card_states_which_groups_work_at_scene_scale(tmp_path):
@@ -182,23 +174,86 @@ def test_card_states_stage3_with_its_validation_before_and_after(tmp_path):
     assert "seg decoded at scene scale" in text
     assert "seg reads `keypoint+rgb`" in text
     assert "seg 0.600 → 0.445 (val 0.450 → 0.410; val512 0.730 → 0.470 at the highest quality)" in text
-    assert "STEPS3=500 LR3=0.0003 AUGMENT3=0 bin/train-default" in text
 
 
-def test_card_of_a_continued_model_names_its_source_and_both_commands(tmp_path):
+def test_card_of_a_continued_model_names_its_source_and_the_recipe(tmp_path):
     model = _model(tmp_path / "model")
-    run = tmp_path / "run"
+    source = _model(tmp_path / "source")
+    m = json.loads((source / "manifest.json").read_text())
+    (source / "manifest.json").write_text(json.dumps({**m, "model_id": "9" * 32}))
+    first, run = tmp_path / "first", tmp_path / "run"
     (run / "stage2").mkdir(parents=True)
+    (first / "stage1").mkdir(parents=True)
     s2 = {"seconds": 1390.0, "config": {"steps_entropy": 600, "steps_finetune": 1400, "lambdas": [0.01, 0.1],
                                         "gain_range": [0.2, 12.0], "use_global": False, "parent_input": "quantised",
                                         "batch": 2, "crop": 256, "views": "crop", "large_data": None,
-                                        "anchor": "models/default"}}
+                                        "anchor": str(source)}}
     (run / "stage2" / "stage2.json").write_text(json.dumps(s2))
-    (run / "continued.json").write_text(json.dumps({
-        "source_model": "9" * 32, "source_reproduce": "DEVICE=cuda bin/train-default",
-        "command": "LARGE2=0 bin/train-continue models/default runs/v9"}))
-    text = write_card(run, model, _quality(tmp_path / "q.json"))
+    (first / "stage1" / "stage1.json").write_text(json.dumps({
+        "steps": 6000, "seconds": 666.0, "images_per_s": 303.0, "parameters": 6_700_000, "groups": ["a"],
+        "config": {"crop": 128, "views": "mix", "batch": 32, "lr": 0.002, "seed": 0, "net": {}}}))
+    recipe = {"recipe": "recipes/default.toml", "sha256": "ab" * 32}
+    text = write_card(run, model, _quality(tmp_path / "q.json"), source_run=first, recipe=recipe)
     assert f"- Continued from model `{'9' * 32}`: its encoders and serving decoders rebuilt from its graphs" in text
     assert "on batches of 2 whole 256² training rooms." in text
-    assert f"Reproduce: `DEVICE=cuda bin/train-default` (model `99999999…`), then " \
-           "`LARGE2=0 bin/train-continue models/default runs/v9`" in text
+    # the stages before the continued stage 2 come from the source run's records
+    assert "- Stage 1: 6000 steps × batch 32 of 128² crops alternating" in text
+    assert "- Recipe: `recipes/default.toml` (sha256 `abababababababab…`)" in text
+    assert "Reproduce: `tamc train run recipes/default.toml RUN`" in text
+    # a model `tamc train run` exported names its recipe in its manifest: the card reads it there
+    m = json.loads((model / "manifest.json").read_text())
+    (model / "manifest.json").write_text(json.dumps({**m, "provenance": {"recipe": recipe}}))
+    assert "Reproduce: `tamc train run recipes/default.toml RUN`" in write_card(run, model, None)
+
+
+def test_card_states_a_later_refit_of_the_decoders(tmp_path):
+    model = _model(tmp_path / "model")
+    run, refit = tmp_path / "run", tmp_path / "refit"
+    run.mkdir()
+    refit.mkdir()
+    by = {"source": {"val q5": {"seg": 0.41}, "val512 q5": {"seg": 0.46}},
+          250: {"val q5": {"seg": 0.39}, "val512 q5": {"seg": 0.44}}}
+    (refit / "decoders.json").write_text(json.dumps({
+        "config": {"steps": 2000, "lr": 1e-3, "augment": True, "data": ["data/trainwide", "data/train512"]},
+        "source_model": "c" * 32, "seconds": 378.0, "sources": [{"scenes": 4000, "size": 256}, {"scenes": 1200, "size": 512}],
+        "val_qualities": [3, 5], "history": [{"step": k, "by_source": v} for k, v in by.items()],
+        "before": {"seg": 0.432}, "after": {"seg": 0.419}, "best_step": {"seg": 250}}))
+    text = write_card(run, model, None, refits=(refit,))
+    assert "- Decoders refitted: stage 3 again from model `cccccccc…`, the seg decoder alone, 2000 steps, lr 0.001, " \
+           "on the latents the codec decodes from whole training scenes (4000 at 256² and 1200 at 512², under random " \
+           "photometric changes; training folders `data/trainwide`, `data/train512`)" in text
+    assert "seg 0.432 → 0.419 (val 0.410 → 0.390; val512 0.460 → 0.440 at the highest quality)" in text
+
+
+def test_merged_card_reads_the_added_models_positions_the_dag_recheck_and_the_base_card(tmp_path):
+    from tamc_codec.train.card import write_merged_card
+
+    base_dir, added_dir = _model(tmp_path / "base"), _model(tmp_path / "added")
+    m = json.loads((added_dir / "manifest.json").read_text())
+    m["qualities"] = [{"q": 1, "trained_position": 1.0}, {"q": 2, "trained_position": 2.33}]
+    (added_dir / "manifest.json").write_text(json.dumps(m))
+    model = _model(tmp_path / "model")
+    m = json.loads((model / "manifest.json").read_text())
+    m["provenance"] = {"merged": {"base": {"model_id": "e" * 32, "path": str(base_dir), "groups": ["b"]},
+                                  "added": {"model_id": "6" * 32, "path": str(added_dir), "groups": ["a"]}}}
+    (model / "manifest.json").write_text(json.dumps(m))
+    (base_dir / "README.md").write_text("# x\n\n## Data and recipe\n\n- Stage 1: as the base did.\n\n## Measured\n")
+    check = tmp_path / "check.json"
+    check.write_text(json.dumps({"quality": 3, "images": 50, "model_graph_agrees_with_decode_sets": False,
+                                 "dag_decode_sets": {"parents": {"a": None, "b": "a"}}}))
+    run = tmp_path / "run"
+    run.mkdir()
+    recipe = {"recipe": "recipes/default.toml", "sha256": "cd" * 32}
+    text = write_merged_card(run, model, None, base_card=base_dir / "README.md", dag_recheck=check, recipe=recipe)
+    assert "- Export: its qualities at positions 1,2.33 on the trained ones" in text
+    assert "(`benchmarks/dag_recheck.py`, q3, 50 validation pictures at 512²: the decode-set rule would choose " \
+           "a ← none, b ← a)" in text
+    assert "> - Stage 1: as the base did." in text and "Measured" not in text
+    assert "- Recipe: `recipes/default.toml`" in text
+    assert "Reproduce: `tamc train run recipes/default.toml RUN`" in text
+    # the shipped model's records name the scripts that first made it: kept beside the recipe
+    (run / "made.json").write_text(json.dumps({"command": "bin/train-scene-layer models/default runs/scene",
+                                               "base_reproduce": "bin/train-default"}))
+    text = write_merged_card(run, model, None, base_card=base_dir / "README.md", recipe=recipe)
+    assert "Reproduce: `tamc train run recipes/default.toml RUN` (docs/TRAINING.md, \"The recipe file\"); made first " \
+           "by the scripts the recipe replaced: `bin/train-default` (model `eeeeeeee…`), then `bin/train-scene-layer models/default runs/scene`" in text

@@ -6,7 +6,7 @@ import sys
 import numpy as np
 import pytest
 
-from tamc_codec import codec
+from tamc_codec import runtime
 from tamc_codec.bitstream import TamcReader
 from tamc_codec.contract import TASKS
 from tamc_codec.errors import TamcFormatError, TamcInputError, TamcModelError
@@ -20,57 +20,57 @@ def image():
 
 
 def test_round_trip_every_task_and_quality(tiny_model, image):
-    rt = codec.load_model(str(tiny_model))
+    rt = runtime.load_model(str(tiny_model))
     for q in range(1, rt.qualities + 1):
-        enc = codec.encode_image(image, "all", q, str(tiny_model))
+        enc = runtime.encode_image(image, "all", q, str(tiny_model))
         assert enc.bpp > 0
         for t in TASKS:
-            d = codec.decode_task(enc.data, t, str(tiny_model))
+            d = runtime.decode_task(enc.data, t, str(tiny_model))
             assert d.output.shape[:2] == (80, 90)
             expected = {"seg": np.uint8, "rgb": np.uint8}.get(t, np.float32)
             assert d.output.dtype == expected
             # what the decoder reconstructs is exactly what the encoder assumed
             g = rt.serving[t]
             pred = rt.run(None, t, 0, y=enc.latents[g])[0][0][:, :80, :90]
-            np.testing.assert_array_equal(d.output, codec._raw_output(t, pred, rt))
-    sizes = [len(codec.encode_image(image, "all", q, str(tiny_model)).data) for q in (1, rt.qualities)]
+            np.testing.assert_array_equal(d.output, runtime.raw_output(t, pred, rt))
+    sizes = [len(runtime.encode_image(image, "all", q, str(tiny_model)).data) for q in (1, rt.qualities)]
     assert sizes[0] < sizes[1]
 
 
 def test_partial_decoding_reads_and_needs_only_its_layers(tiny_model, image):
-    enc = codec.encode_image(image, "all", 2, str(tiny_model))
-    rt = codec.load_model(str(tiny_model))
+    enc = runtime.encode_image(image, "all", 2, str(tiny_model))
+    rt = runtime.load_model(str(tiny_model))
     with TamcReader(enc.data) as r:
         root = r.layers_for_task("seg")
         unneeded = [e for e in r.layers if e.index not in root]
         assert unneeded
-    seg = codec.decode_task(enc.data, "seg", str(tiny_model))
+    seg = runtime.decode_task(enc.data, "seg", str(tiny_model))
     assert seg.bytes_read < seg.file_size
     corrupted = bytearray(enc.data)
     for e in unneeded:
         for k in range(e.offset, e.offset + e.length):
             corrupted[k] ^= 0x5A
-    again = codec.decode_task(bytes(corrupted), "seg", str(tiny_model))
+    again = runtime.decode_task(bytes(corrupted), "seg", str(tiny_model))
     np.testing.assert_array_equal(again.output, seg.output)
     other = [t for t in TASKS if rt.serving[t] == rt.groups[unneeded[0].group]][0]
     with pytest.raises(TamcFormatError):
-        codec.decode_task(bytes(corrupted), other, str(tiny_model))
+        runtime.decode_task(bytes(corrupted), other, str(tiny_model))
 
 
 def test_only_needed_groups_are_encoded(tiny_model, image):
-    enc = codec.encode_image(image, ["keypoint"], 3, str(tiny_model))
+    enc = runtime.encode_image(image, ["keypoint"], 3, str(tiny_model))
     assert [l["group"] for l in enc.layers] == ["seg+depth+normal", "edge+keypoint+rgb"]
-    assert codec.decode_task(enc.data, "seg", str(tiny_model)).output.shape == (80, 90)  # the ancestor came along
+    assert runtime.decode_task(enc.data, "seg", str(tiny_model)).output.shape == (80, 90)  # the ancestor came along
     with pytest.raises(TamcInputError, match="not in this file.*keypoint"):
-        codec.decode_task(enc.data, "depth", str(tiny_model))
+        runtime.decode_task(enc.data, "depth", str(tiny_model))
 
 
 def test_deterministic_across_runs_and_thread_counts(tiny_model, image, tmp_path):
-    a = codec.encode_image(image, "all", 2, str(tiny_model)).data
-    assert codec.encode_image(image, "all", 2, str(tiny_model)).data == a
+    a = runtime.encode_image(image, "all", 2, str(tiny_model)).data
+    assert runtime.encode_image(image, "all", 2, str(tiny_model)).data == a
     np.save(tmp_path / "img.npy", image)
-    prog = ("import sys, numpy as np; from tamc_codec import codec; "
-            f"sys.stdout.buffer.write(codec.encode_image(np.load(r'{tmp_path / 'img.npy'}'), 'all', 2, r'{tiny_model}').data)")
+    prog = ("import sys, numpy as np; from tamc_codec import runtime; "
+            f"sys.stdout.buffer.write(runtime.encode_image(np.load(r'{tmp_path / 'img.npy'}'), 'all', 2, r'{tiny_model}').data)")
     outs = []
     for threads in ("1", "2"):
         env = dict(os.environ, TAMC_THREADS=threads, OMP_NUM_THREADS=threads)
@@ -85,24 +85,24 @@ def test_api_and_errors(tiny_model, image):
     depth = tamc_codec.decode(data, task="depth", model=str(tiny_model))
     assert depth.shape == (80, 90) and np.isfinite(depth).all() and depth.min() >= 0
     with pytest.raises(TamcInputError, match="unknown task"):
-        codec.encode_image(image, "seg,sky", 1, str(tiny_model))
+        runtime.encode_image(image, "seg,sky", 1, str(tiny_model))
     with pytest.raises(TamcInputError, match="quality"):
-        codec.encode_image(image, "seg", 99, str(tiny_model))
+        runtime.encode_image(image, "seg", 99, str(tiny_model))
     with pytest.raises(TamcInputError, match="empty"):
-        codec.encode_image(np.zeros((0, 5, 3), np.uint8), "seg", 1, str(tiny_model))
+        runtime.encode_image(np.zeros((0, 5, 3), np.uint8), "seg", 1, str(tiny_model))
     with pytest.raises(TamcFormatError):
-        codec.decode_task(data[:-3], "seg", str(tiny_model))
+        runtime.decode_task(data[:-3], "seg", str(tiny_model))
     other = bytearray(data)
     other[7] ^= 1  # model id byte: the header CRC catches it before any model lookup
     with pytest.raises(TamcFormatError):
-        codec.decode_task(bytes(other), "seg", str(tiny_model))
+        runtime.decode_task(bytes(other), "seg", str(tiny_model))
 
 
 def test_file_from_another_model_is_named(tiny_model, image, tmp_path):
     from tamc_codec.bitstream import Header, pack
     from tamc_codec.bitstream.container import TamcReader as R
 
-    data = codec.encode_image(image, "seg", 1, str(tiny_model)).data
+    data = runtime.encode_image(image, "seg", 1, str(tiny_model)).data
     with R(data) as r:
         hdr, layers = r.header, [(e, r.read_layer(e.index)) for e in r.layers]
     from tamc_codec.bitstream import LayerSpec
@@ -111,7 +111,7 @@ def test_file_from_another_model_is_named(tiny_model, image, tmp_path):
                        padded_width=hdr.padded_width, quality=hdr.quality, tasks=hdr.tasks),
                 [(LayerSpec(e.group, e.parent, e.tasks), b) for e, b in layers])
     with pytest.raises(TamcModelError, match="0" * 32):
-        codec.decode_task(fake, "seg", str(tiny_model))
+        runtime.decode_task(fake, "seg", str(tiny_model))
 
 
 def test_exported_graphs_match_torch(tiny_model, tmp_path):
@@ -121,7 +121,7 @@ def test_exported_graphs_match_torch(tiny_model, tmp_path):
 
     model = load_codec_model(tiny_model.parent / "s2" / "codec.pt")
     round_to_float16(model)
-    rt = codec.load_model(str(tiny_model))
+    rt = runtime.load_model(str(tiny_model))
     x = np.random.default_rng(0).random((1, 3, 64, 128), dtype=np.float32)
     for g in rt.groups:
         ref = model.base.encoders[g.replace("+", "_")](torch.from_numpy(x)).detach().numpy()
@@ -153,7 +153,7 @@ def test_export_over_an_older_model_removes_its_stale_graphs(tiny_model, tmp_pat
     assert (folder / "README.md").read_text() == "the user's card" and (tmp_path / "outside.txt").exists()
     assert sorted(p.name for p in folder.iterdir()) == sorted([*new["files"], "manifest.json", "README.md",
                                                                "reference.json"])
-    assert codec.load_model(str(folder)).id == codec.load_model(str(tiny_model)).id  # same weights, same model
+    assert runtime.load_model(str(folder)).id == runtime.load_model(str(tiny_model)).id  # same weights, same model
 
 
 def test_lowest_blend_moves_q1_between_the_trained_qualities(tiny_model, tmp_path, image):
@@ -166,7 +166,7 @@ def test_lowest_blend_moves_q1_between_the_trained_qualities(tiny_model, tmp_pat
     codec_pt = tiny_model.parent / "s2" / "codec.pt"
     m = export_model(codec_pt, tmp_path / "blend", name="tiny", lowest_blend=0.5)
     assert m["qualities"][0]["gain_blend"] == 0.5 and all("gain_blend" not in q for q in m["qualities"][1:])
-    old, new = codec.load_model(str(tiny_model)), codec.load_model(str(tmp_path / "blend"))
+    old, new = runtime.load_model(str(tiny_model)), runtime.load_model(str(tmp_path / "blend"))
     assert new.id != old.id
     for g in new.groups:
         g1, i1 = old.gains(g, 1)
@@ -176,9 +176,9 @@ def test_lowest_blend_moves_q1_between_the_trained_qualities(tiny_model, tmp_pat
         np.testing.assert_allclose(ni, np.sqrt(i1 * i2), rtol=1e-5)
         for q in range(2, new.qualities + 1):
             np.testing.assert_array_equal(new.gains(g, q)[0], old.gains(g, q)[0])
-    enc = codec.encode_image(image, "all", 1, str(tmp_path / "blend"))
+    enc = runtime.encode_image(image, "all", 1, str(tmp_path / "blend"))
     task = next(iter(new.serving))
-    assert codec.decode_task(enc.data, task, str(tmp_path / "blend")).output.shape[:2] == (80, 90)
+    assert runtime.decode_task(enc.data, task, str(tmp_path / "blend")).output.shape[:2] == (80, 90)
     for bad in (-0.1, 1.0):
         with pytest.raises(TamcInputError, match="lowest blend"):
             export_model(codec_pt, tmp_path / "bad", name="tiny", lowest_blend=bad)
@@ -192,15 +192,15 @@ def test_quantised_parent_input_round_trips_and_is_recorded(tmp_path_factory, im
     from model_fixture import PARENTS, build_tiny_model
 
     folder = build_tiny_model(tmp_path_factory.mktemp("tiny_quantised"), parent_input="quantised")
-    rt = codec.load_model(str(folder))
+    rt = runtime.load_model(str(folder))
     assert rt.parent_input == "quantised" and rt.manifest["parent_input"] == "quantised"
     child = next(g for g, p in PARENTS.items() if p)
     task = next(t for t, g in rt.serving.items() if g == child)
     for q in (1, rt.qualities):
-        enc = codec.encode_image(image, "all", q, str(folder))
-        d = codec.decode_task(enc.data, task, str(folder))
+        enc = runtime.encode_image(image, "all", q, str(folder))
+        d = runtime.decode_task(enc.data, task, str(folder))
         pred = rt.run(None, task, 0, y=enc.latents[child])[0][0][:, :80, :90]
-        np.testing.assert_array_equal(d.output, codec._raw_output(task, pred, rt))
+        np.testing.assert_array_equal(d.output, runtime.raw_output(task, pred, rt))
 
 
 def test_unknown_parent_input_is_a_model_error(tiny_model, tmp_path):
@@ -217,13 +217,13 @@ def test_unknown_parent_input_is_a_model_error(tiny_model, tmp_path):
     m["model_id"] = model_id(m)  # a consistent manifest, so the value itself is what is refused
     (folder / "manifest.json").write_text(json.dumps(m))
     with pytest.raises(TamcModelError, match="parent_input"):
-        codec.load_model(str(folder))
+        runtime.load_model(str(folder))
 
 
 def _with_scene_scale(tiny_model, folder, groups, size, tasks=(), keep_reference=True):
     from model_fixture import with_scene_scale
 
-    return codec.load_model(str(with_scene_scale(tiny_model, folder, groups, size, tasks, keep_reference)))
+    return runtime.load_model(str(with_scene_scale(tiny_model, folder, groups, size, tasks, keep_reference)))
 
 
 @pytest.mark.parametrize("scaled", ["seg+depth+normal", "depth+edge"])
@@ -231,11 +231,11 @@ def test_scene_scale_groups_code_a_smaller_picture_bit_exactly(tiny_model, image
     """The DAG's root at half scale (its children see its context repeated onto their grid), or
     a child at half scale (it sees its parent's context as block means): either way every task
     decodes to what the encoder assumed, at the picture's size, from a smaller layer."""
-    full = codec.load_model(str(tiny_model))
+    full = runtime.load_model(str(tiny_model))
     rt = _with_scene_scale(tiny_model, tmp_path / "m", [scaled], 45)  # 80 x 90 picture: f = 2
     assert rt.factor(scaled, 80, 90) == 2 and rt.pad_multiple(80, 90) == 2 * full.pad
-    enc = codec.encode_image(image, "all", rt.qualities, rt)
-    ref = codec.encode_image(image, "all", rt.qualities, full)
+    enc = runtime.encode_image(image, "all", rt.qualities, rt)
+    ref = runtime.encode_image(image, "all", rt.qualities, full)
     assert enc.latents[scaled].shape[-2:] == (128 // 32, 128 // 32)  # padded to 128, then halved, / 16
     others = [g for g in rt.groups if g != scaled]
     assert all(enc.latents[g].shape[-2:] == (128 // 16, 128 // 16) for g in others)
@@ -243,10 +243,10 @@ def test_scene_scale_groups_code_a_smaller_picture_bit_exactly(tiny_model, image
     size_full = {e["group"]: e["bytes"] for e in ref.layers}
     assert size[scaled] < size_full[scaled]
     for task in TASKS:
-        d = codec.decode_task(enc.data, task, rt)
-        pred = codec.task_prediction(rt, task, enc.latents, 80, 90)
+        d = runtime.decode_task(enc.data, task, rt)
+        pred = runtime.task_prediction(rt, task, enc.latents, 80, 90)
         assert pred.shape[-2:] == (80, 90)
-        np.testing.assert_array_equal(d.output, codec._raw_output(task, pred, rt))
+        np.testing.assert_array_equal(d.output, runtime.raw_output(task, pred, rt))
 
 
 def test_tasks_decoded_at_scene_scale_read_the_pooled_latent_and_code_the_same_bits(tiny_model, image, tmp_path):
@@ -259,19 +259,19 @@ def test_tasks_decoded_at_scene_scale_read_the_pooled_latent_and_code_the_same_b
     g = rt.serving["depth"]
     assert rt.factor(g, 80, 90) == 1 and rt.task_factor("depth", 80, 90) == 2
     assert rt.task_factor("edge", 80, 90) == 1 and rt.pad_multiple(80, 90) == plain.pad_multiple(80, 90)
-    enc = codec.encode_image(image, "all", rt.qualities, rt)
-    ref = codec.encode_image(image, "all", rt.qualities, plain)
+    enc = runtime.encode_image(image, "all", rt.qualities, rt)
+    ref = runtime.encode_image(image, "all", rt.qualities, plain)
     assert [e["bytes"] for e in enc.layers] == [e["bytes"] for e in ref.layers]
     latent = enc.latents[g]
     pooled = latent.reshape(*latent.shape[:2], latent.shape[2] // 2, 2, latent.shape[3] // 2, 2).mean(axis=(3, 5))
-    expected = codec.upsample(rt.run(None, "depth", 0, y=pooled)[0][0], 2)[:, :80, :90]
-    np.testing.assert_allclose(codec.task_prediction(rt, "depth", enc.latents, 80, 90), expected, rtol=1e-6, atol=1e-6)
-    d = codec.decode_task(enc.data, "depth", rt)
-    np.testing.assert_array_equal(d.output, codec._raw_output("depth", expected, rt))
-    assert not np.array_equal(d.output, codec.decode_task(ref.data, "depth", plain).output)
+    expected = runtime.resample.upsample(rt.run(None, "depth", 0, y=pooled)[0][0], 2)[:, :80, :90]
+    np.testing.assert_allclose(runtime.task_prediction(rt, "depth", enc.latents, 80, 90), expected, rtol=1e-6, atol=1e-6)
+    d = runtime.decode_task(enc.data, "depth", rt)
+    np.testing.assert_array_equal(d.output, runtime.raw_output("depth", expected, rt))
+    assert not np.array_equal(d.output, runtime.decode_task(ref.data, "depth", plain).output)
     # edge comes from the same group at full size, as before
-    np.testing.assert_array_equal(codec.decode_task(enc.data, "edge", rt).output,
-                                  codec.decode_task(ref.data, "edge", plain).output)
+    np.testing.assert_array_equal(runtime.decode_task(enc.data, "edge", rt).output,
+                                  runtime.decode_task(ref.data, "edge", plain).output)
 
 
 def test_a_manifest_cannot_decode_a_task_it_does_not_serve_at_scene_scale(tiny_model, tmp_path):
@@ -299,11 +299,11 @@ def test_scene_factor_picks_the_nearest_power_of_two():
 
 def test_parent_context_moves_between_grids_exactly():
     ctx = np.arange(2 * 4 * 6, dtype=np.float32).reshape(1, 2, 4, 6)
-    pooled = codec._on_grid(ctx, (2, 3))
+    pooled = runtime.resample.on_grid(ctx, (2, 3))
     np.testing.assert_array_equal(pooled, ctx.reshape(1, 2, 2, 2, 3, 2).mean(axis=(3, 5)))
-    repeated = codec._on_grid(pooled, (4, 6))
+    repeated = runtime.resample.on_grid(pooled, (4, 6))
     assert repeated.shape == ctx.shape and np.array_equal(repeated[..., ::2, ::2], pooled)
-    assert codec._on_grid(ctx, (4, 6)) is ctx
+    assert runtime.resample.on_grid(ctx, (4, 6)) is ctx
 
 
 def test_upsampling_matches_bilinear_with_half_pixel_centres():
@@ -313,7 +313,7 @@ def test_upsampling_matches_bilinear_with_half_pixel_centres():
     pred = np.random.default_rng(0).standard_normal((3, 5, 7)).astype(np.float32)
     for f in (2, 4):
         ref = F.interpolate(torch.from_numpy(pred)[None], scale_factor=f, mode="bilinear", align_corners=False)[0]
-        np.testing.assert_allclose(codec.upsample(pred, f), ref.numpy(), atol=1e-5)
+        np.testing.assert_allclose(runtime.resample.upsample(pred, f), ref.numpy(), atol=1e-5)
 
 
 def test_export_puts_groups_serving_only_scene_tasks_at_scene_scale(tiny_model):
@@ -341,7 +341,7 @@ def test_export_writes_the_trivial_losses_for_its_own_model_only(tiny_model, tmp
     import json
 
     trivial = torch.load(tiny_model.parent / "s2" / "codec.pt", map_location="cpu", weights_only=False)["trivial"]
-    rt = codec.load_model(str(tiny_model))
+    rt = runtime.load_model(str(tiny_model))
     ref = json.loads((tiny_model / "reference.json").read_text())
     assert ref["schema"] == "tamc.reference/1" and ref["model_id"] == rt.id
     assert rt.trivial_loss == pytest.approx({t: float(trivial[t]) for t in rt.serving})

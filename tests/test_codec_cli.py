@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tamc_codec import codec
+from tamc_codec import runtime
+from tamc_codec.errors import TamcInputError
 from tamc_codec.bitstream import Header, LayerSpec, TamcReader, pack
 from tamc_codec.contract import TASKS
 
@@ -30,26 +31,26 @@ def image_png(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def coded(tiny_model, image_png, tmp_path_factory) -> Path:
+def coded(tiny_exported, image_png, tmp_path_factory) -> Path:
     """photo.tamc with every task, quality 2."""
     dest = tmp_path_factory.mktemp("coded") / "photo.tamc"
-    data = codec.encode_image(image_png, "all", 2, str(tiny_model)).data
+    data = runtime.encode_image(image_png, "all", 2, str(tiny_exported)).data
     dest.write_bytes(data)
     return dest
 
 
-def test_encode_report_names_and_json(tiny_model, image_png, tmp_path, capsys):
+def test_encode_report_names_and_json(tiny_exported, image_png, tmp_path, capsys):
     src = tmp_path / "photo.png"
     src.write_bytes(image_png.read_bytes())
-    code, out, err = tamc(capsys, "encode", src, "--model", tiny_model)
+    code, out, err = tamc(capsys, "encode", src, "--model", tiny_exported)
     assert code == 0, err
     dest = tmp_path / "photo.tamc"
     size = dest.stat().st_size
     assert f"total {size} bytes" in out and "bpp" in out and "seg+depth+normal" in out
-    rt = codec.load_model(str(tiny_model))
-    assert dest.read_bytes() == codec.encode_image(image_png, "all", rt.qualities, rt).data  # default q = highest
+    rt = runtime.load_model(str(tiny_exported))
+    assert dest.read_bytes() == runtime.encode_image(image_png, "all", rt.qualities, rt).data  # default q = highest
     code, out, err = tamc(capsys, "encode", src, "-o", tmp_path / "seg.tamc", "--tasks", "segment_semantic",
-                          "--quality", "1", "--model", tiny_model, "--json")
+                          "--quality", "1", "--model", tiny_exported, "--json")
     assert code == 0, err
     r = json.loads(out)
     assert r["tasks"] == ["seg"] and r["quality"] == 1 and r["image_size"] == [80, 90]
@@ -58,38 +59,38 @@ def test_encode_report_names_and_json(tiny_model, image_png, tmp_path, capsys):
     assert r["total_bytes"] == size == r["header_bytes"] + sum(l["bytes"] for l in r["layers"])
     assert r["bpp"] == pytest.approx(8 * size / (80 * 90))
     # keypoint needs its serving group and that group's DAG parent, nothing else
-    code, out, _ = tamc(capsys, "encode", src, "-o", tmp_path, "--tasks", "keypoint", "--model", tiny_model, "--json")
+    code, out, _ = tamc(capsys, "encode", src, "-o", tmp_path, "--tasks", "keypoint", "--model", tiny_exported, "--json")
     assert [l["group"] for l in json.loads(out)["layers"]] == ["seg+depth+normal", "edge+keypoint+rgb"]
     assert json.loads(out)["output"] == str(tmp_path / "photo.tamc")
 
 
-def test_round_trip_every_task(tiny_model, coded, tmp_path, capsys):
+def test_round_trip_every_task(tiny_exported, coded, tmp_path, capsys):
     for t in TASKS:
         pic, raw = tmp_path / f"{t}.png", tmp_path / f"{t}.npy"
-        code, out, err = tamc(capsys, "decode", coded, "--task", t, "-o", pic, "--raw", raw, "--model", tiny_model)
+        code, out, err = tamc(capsys, "decode", coded, "--task", t, "-o", pic, "--raw", raw, "--model", tiny_exported)
         assert code == 0, err
         arr = np.load(raw)
-        np.testing.assert_array_equal(arr, codec.decode_task(coded.read_bytes(), t, str(tiny_model)).output)
+        np.testing.assert_array_equal(arr, runtime.decode_task(coded.read_bytes(), t, str(tiny_exported)).output)
         assert arr.shape[:2] == (80, 90)
         shown = np.asarray(Image.open(pic))
         assert shown.shape == ((80, 90) if t in ("edge", "keypoint") else (80, 90, 3)), t
         if t == "rgb":
             np.testing.assert_array_equal(shown, arr)
     # default name beside the file; --raw alone writes only the array
-    code, _, err = tamc(capsys, "decode", coded, "-t", "depth_zbuffer", "--model", tiny_model)
+    code, _, err = tamc(capsys, "decode", coded, "-t", "depth_zbuffer", "--model", tiny_exported)
     assert code == 0, err and (coded.parent / "photo.depth.png").exists()
-    code, _, err = tamc(capsys, "decode", coded, "-t", "edge", "--raw", tmp_path / "only.npy", "--model", tiny_model)
+    code, _, err = tamc(capsys, "decode", coded, "-t", "edge", "--raw", tmp_path / "only.npy", "--model", tiny_exported)
     assert code == 0 and not (coded.parent / "photo.edge.png").exists()
 
 
-def test_partial_decoding_reported_and_independent_of_other_layers(tiny_model, coded, tmp_path, capsys):
+def test_partial_decoding_reported_and_independent_of_other_layers(tiny_exported, coded, tmp_path, capsys):
     code, out, err = tamc(capsys, "decode", coded, "--task", "seg", "--raw", tmp_path / "a.npy",
-                          "--model", tiny_model, "--json")
+                          "--model", tiny_exported, "--json")
     assert code == 0, err
     r = json.loads(out)
     assert r["bytes_read"] < r["file_size"] == coded.stat().st_size
     assert r["groups_read"] == ["seg+depth+normal"] and r["layers_in_file"] == 3
-    code, out, _ = tamc(capsys, "decode", coded, "--task", "seg", "--raw", tmp_path / "a.npy", "--model", tiny_model, "-v")
+    code, out, _ = tamc(capsys, "decode", coded, "--task", "seg", "--raw", tmp_path / "a.npy", "--model", tiny_exported, "-v")
     assert f"of {coded.stat().st_size} bytes" in out and "read layers 0 of 3" in out
     # garble every byte of the layers seg does not need: seg's output must not change
     data = bytearray(coded.read_bytes())
@@ -101,22 +102,22 @@ def test_partial_decoding_reported_and_independent_of_other_layers(tiny_model, c
                 data[start:start + e.length] = bytes(b ^ 0xA5 for b in data[start:start + e.length])
     bad = tmp_path / "bad.tamc"
     bad.write_bytes(bytes(data))
-    code, _, err = tamc(capsys, "decode", bad, "--task", "seg", "--raw", tmp_path / "b.npy", "--model", tiny_model)
+    code, _, err = tamc(capsys, "decode", bad, "--task", "seg", "--raw", tmp_path / "b.npy", "--model", tiny_exported)
     assert code == 0, err
     np.testing.assert_array_equal(np.load(tmp_path / "a.npy"), np.load(tmp_path / "b.npy"))
-    code, _, err = tamc(capsys, "decode", bad, "--task", "rgb", "--model", tiny_model)
+    code, _, err = tamc(capsys, "decode", bad, "--task", "rgb", "--model", tiny_exported)
     assert_one_line_error(code, err, "CRC")
     assert not (tmp_path / "bad.rgb.png").exists()
 
 
-def test_several_inputs_continue_past_a_failure(tiny_model, image_png, tmp_path, capsys):
+def test_several_inputs_continue_past_a_failure(tiny_exported, image_png, tmp_path, capsys):
     out_dir = tmp_path / "out"
     out_dir.mkdir()
     a, b, junk = tmp_path / "a.png", tmp_path / "b.png", tmp_path / "junk.png"
     a.write_bytes(image_png.read_bytes())
     b.write_bytes(image_png.read_bytes())
     junk.write_bytes(b"no image here")
-    code, out, err = tamc(capsys, "encode", a, junk, b, "-o", out_dir, "--tasks", "rgb", "--model", tiny_model, "--json")
+    code, out, err = tamc(capsys, "encode", a, junk, b, "-o", out_dir, "--tasks", "rgb", "--model", tiny_exported, "--json")
     assert code == 2
     reports = json.loads(out)
     assert [("error" in r) for r in reports] == [False, True, False]
@@ -124,10 +125,10 @@ def test_several_inputs_continue_past_a_failure(tiny_model, image_png, tmp_path,
     lines = err.strip().splitlines()
     assert lines[0].startswith("tamc: error:") and "junk.png" in lines[0] and "1 of 3 inputs failed" in lines[-1]
     # several inputs need a folder; two inputs must not write the same output
-    code, _, err = tamc(capsys, "encode", a, b, "-o", tmp_path / "x.tamc", "--model", tiny_model)
+    code, _, err = tamc(capsys, "encode", a, b, "-o", tmp_path / "x.tamc", "--model", tiny_exported)
     assert_one_line_error(code, err, "existing folder")
     (tmp_path / "a.jpg").write_bytes(b"")
-    code, _, err = tamc(capsys, "encode", a, tmp_path / "a.jpg", "--model", tiny_model)
+    code, _, err = tamc(capsys, "encode", a, tmp_path / "a.jpg", "--model", tiny_exported)
     assert_one_line_error(code, err, "both be written")
 
 
@@ -140,8 +141,8 @@ def _other_model_file(coded: Path) -> bytes:
                        tasks=h.tasks), layers)
 
 
-def test_bad_inputs_are_one_line_errors_and_leave_no_output(tiny_model, image_png, coded, tmp_path, capsys):
-    m = ["--model", tiny_model]
+def test_bad_inputs_are_one_line_errors_and_leave_no_output(tiny_exported, image_png, coded, tmp_path, capsys):
+    m = ["--model", tiny_exported]
     d = tmp_path
     (d / "junk.png").write_bytes(b"this is not an image")
     full = image_png.read_bytes()
@@ -154,7 +155,7 @@ def test_bad_inputs_are_one_line_errors_and_leave_no_output(tiny_model, image_pn
     (d / "other.tamc").write_bytes(_other_model_file(coded))
     (d / "src.png").write_bytes(full)
     seg_only = d / "seg_only.tamc"
-    seg_only.write_bytes(codec.encode_image(image_png, "seg", 1, str(tiny_model)).data)
+    seg_only.write_bytes(runtime.encode_image(image_png, "seg", 1, str(tiny_exported)).data)
     cases = [
         (["encode", d / "missing.png", *m], d / "missing.tamc", "no such file"),
         (["encode", d / "junk.png", *m], d / "junk.tamc", "not a readable image"),
@@ -199,18 +200,18 @@ def test_bad_inputs_are_one_line_errors_and_leave_no_output(tiny_model, image_pn
     assert code == 2 and keep.read_bytes() == b"keep me"
 
 
-def test_size_limit_and_allow_large(tiny_model, image_png, tmp_path, capsys, monkeypatch):
+def test_size_limit_and_allow_large(tiny_exported, image_png, tmp_path, capsys, monkeypatch):
     from tamc_codec import limits
 
-    rt = codec.load_model(str(tiny_model))
-    ph, pw = codec.check_image_size(rt, 80, 90)
+    rt = runtime.load_model(str(tiny_exported))
+    ph, pw = runtime.check_image_size(rt, 80, 90)
     m = rt.pad_multiple(80, 90)
     assert (ph, pw) == (-(-80 // m) * m, -(-90 // m) * m) and ph * pw > 80 * 90
     # the limit is on the padded size: the original 80x90 = 7,200 pixels fit, the padded ones do not
     monkeypatch.setattr(limits, "MAX_PIXELS", ph * pw - 1)
-    code, _, err = tamc(capsys, "encode", image_png, "-o", tmp_path / "a.tamc", "--model", tiny_model)
+    code, _, err = tamc(capsys, "encode", image_png, "-o", tmp_path / "a.tamc", "--model", tiny_exported)
     assert_one_line_error(code, err, "--allow-large", f"padded to {ph}x{pw} = {ph * pw:,} pixels", "GB of memory")
-    code, _, err = tamc(capsys, "encode", image_png, "-o", tmp_path / "a.tamc", "--allow-large", "--model", tiny_model)
+    code, _, err = tamc(capsys, "encode", image_png, "-o", tmp_path / "a.tamc", "--allow-large", "--model", tiny_exported)
     assert code == 0, err
     # a (crafted or corrupt) header claiming an enormous image is refused before any allocation
     with TamcReader(tmp_path / "a.tamc") as r:
@@ -219,12 +220,12 @@ def test_size_limit_and_allow_large(tiny_model, image_png, tmp_path, capsys, mon
     big = pack(Header(model_id=h.model_id, height=60000, width=60000, padded_height=60032, padded_width=60032,
                       quality=h.quality, tasks=h.tasks), layers)
     (tmp_path / "big.tamc").write_bytes(big)
-    code, _, err = tamc(capsys, "decode", tmp_path / "big.tamc", "-t", "seg", "--model", tiny_model)
+    code, _, err = tamc(capsys, "decode", tmp_path / "big.tamc", "-t", "seg", "--model", tiny_exported)
     assert_one_line_error(code, err, "--allow-large", "padded to 60032x60032")
-    with pytest.raises(codec.TamcInputError, match="allow_large=True"):
-        codec.decode(big, "seg", str(tiny_model))
-    with pytest.raises(codec.TamcInputError, match="empty"):
-        codec.encode_image(np.zeros((1, 0, 3), np.uint8), "seg", 1, str(tiny_model))
+    with pytest.raises(TamcInputError, match="allow_large=True"):
+        runtime.decode(big, "seg", str(tiny_exported))
+    with pytest.raises(TamcInputError, match="empty"):
+        runtime.encode_image(np.zeros((1, 0, 3), np.uint8), "seg", 1, str(tiny_exported))
 
 
 def _linear_rgb_profile() -> bytes:
@@ -244,7 +245,7 @@ def _linear_rgb_profile() -> bytes:
 
 
 def test_image_policy(tmp_path, capsys):
-    from tamc_codec.data.folder import read_image
+    from tamc_codec.runtime.images import read_image
 
     grey = np.full((6, 8, 3), 128, np.uint8)
     Image.fromarray(grey).save(tmp_path / "linear.png", icc_profile=_linear_rgb_profile())
@@ -280,17 +281,17 @@ def test_image_policy(tmp_path, capsys):
     assert read_image(tmp_path / "pal.png").shape == (5, 4, 3)
     # huge header: refused from the header, before any pixel is decoded
     (tmp_path / "huge.png").write_bytes(png_header_only(70000, 70000))
-    with pytest.raises(codec.TamcInputError, match="PIL's limit"):
+    with pytest.raises(TamcInputError, match="PIL's limit"):
         read_image(tmp_path / "huge.png")
-    with pytest.raises(codec.TamcInputError, match="more than the limit"):
+    with pytest.raises(TamcInputError, match="more than the limit"):
         read_image(tmp_path / "huge.png", max_pixels=1000)
 
 
-def test_alpha_notice_reaches_the_user(tiny_model, tmp_path, capsys):
+def test_alpha_notice_reaches_the_user(tiny_exported, tmp_path, capsys):
     rgba = np.zeros((40, 40, 4), np.uint8)
     rgba[..., 3] = 100
     Image.fromarray(rgba).save(tmp_path / "a.png")
-    code, out, err = tamc(capsys, "encode", tmp_path / "a.png", "--tasks", "rgb", "--model", tiny_model)
+    code, out, err = tamc(capsys, "encode", tmp_path / "a.png", "--tasks", "rgb", "--model", tiny_exported)
     assert code == 0 and err.startswith("tamc: notice:") and "transparency dropped" in err
 
 
@@ -299,28 +300,28 @@ def _run(*args, env=None) -> subprocess.CompletedProcess:
                           timeout=120, env=env)
 
 
-def test_end_to_end_deterministic_across_thread_counts(tiny_model, image_png, tmp_path):
+def test_end_to_end_deterministic_across_thread_counts(tiny_exported, image_png, tmp_path):
     outs = []
     for threads in ("1", "2"):
         env = dict(os.environ, TAMC_THREADS=threads, OMP_NUM_THREADS=threads)
         dest = tmp_path / f"t{threads}.tamc"
-        r = _run("encode", image_png, "-o", dest, "--model", tiny_model, env=env)
+        r = _run("encode", image_png, "-o", dest, "--model", tiny_exported, env=env)
         assert r.returncode == 0, r.stderr
-        r = _run("decode", dest, "--task", "normal", "--raw", tmp_path / f"t{threads}.npy", "--model", tiny_model,
+        r = _run("decode", dest, "--task", "normal", "--raw", tmp_path / f"t{threads}.npy", "--model", tiny_exported,
                  env=env)
         assert r.returncode == 0, r.stderr
         outs.append((dest.read_bytes(), np.load(tmp_path / f"t{threads}.npy")))
     assert outs[0][0] == outs[1][0]
     np.testing.assert_array_equal(outs[0][1], outs[1][1])
-    r = _run("decode", tmp_path / "t1.tamc", "--task", "cloud", "--model", tiny_model)
+    r = _run("decode", tmp_path / "t1.tamc", "--task", "cloud", "--model", tiny_exported)
     assert r.returncode == 2 and r.stderr.decode().count("\n") == 1 and b"Traceback" not in r.stderr
 
 
-def test_model_found_by_id_on_the_search_path(tiny_model, coded, tmp_path):
-    env = dict(os.environ, TAMC_MODEL_PATH=str(tiny_model.parent))
+def test_model_found_by_id_on_the_search_path(tiny_exported, coded, tmp_path):
+    env = dict(os.environ, TAMC_MODEL_PATH=str(tiny_exported.parent))
     r = _run("decode", coded, "--task", "keypoint", "-o", tmp_path / "k.png", "--json", env=env)
     assert r.returncode == 0, r.stderr
-    assert json.loads(r.stdout)["model_dir"] == str(tiny_model)
+    assert json.loads(r.stdout)["model_dir"] == str(tiny_exported)
 
 
 def test_help_reads_like_a_manual_and_stays_light():
@@ -334,9 +335,9 @@ def test_help_reads_like_a_manual_and_stays_light():
         assert needle in r.stdout, needle
 
 
-def test_python_api(tiny_model, image_png):
+def test_python_api(tiny_exported, image_png):
     import tamc_codec
 
-    data = tamc_codec.encode(str(image_png), tasks="edge", quality=1, model=str(tiny_model))
-    edge = tamc_codec.decode(data, task="edge", model=str(tiny_model))
+    data = tamc_codec.encode(str(image_png), tasks="edge", quality=1, model=str(tiny_exported))
+    edge = tamc_codec.decode(data, task="edge", model=str(tiny_exported))
     assert edge.shape == (80, 90) and edge.dtype == np.float32

@@ -16,7 +16,7 @@ import pytest
 from PIL import Image
 
 import tamc_codec
-from tamc_codec import atomic, codec
+from tamc_codec import atomic, runtime
 from tamc_codec.bitstream import Header, LayerSpec, TamcReader, pack
 from tamc_codec.errors import TamcInputError
 
@@ -37,7 +37,7 @@ def small_png(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def small_tamc(small_png, tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("coded") / "small.tamc"
-    path.write_bytes(codec.encode_image(small_png, "all", 1, MODEL).data)
+    path.write_bytes(runtime.encode_image(small_png, "all", 1, MODEL).data)
     return path
 
 
@@ -45,11 +45,11 @@ def small_tamc(small_png, tmp_path_factory) -> Path:
 
 
 def test_thin_image_is_refused_by_its_padded_size_before_any_pixel(tmp_path, capsys):
-    rt = codec.load_model(MODEL)
+    rt = runtime.load_model(MODEL)
     # 1 x 9000 fits any pixel count, but the pad multiple at that long side is 2048
-    assert codec.check_image_size(rt, 1, 4000) == (1024, 4096)
+    assert runtime.check_image_size(rt, 1, 4000) == (1024, 4096)
     with pytest.raises(TamcInputError, match="padded to 2048x10240 = 20,971,520 pixels"):
-        codec.check_image_size(rt, 1, 9000)
+        runtime.check_image_size(rt, 1, 9000)
     # a header without pixel data: refused on the limit, so no pixel was ever decoded
     (tmp_path / "thin.png").write_bytes(png_header_only(9000, 1))
     t = time.perf_counter()
@@ -101,7 +101,7 @@ def test_onnxruntime_allocation_failure_is_one_out_of_memory_line(small_png, sma
 
     monkeypatch.setattr(ort.InferenceSession, "run", fail)
     with pytest.raises(MemoryError):
-        codec.encode_image(small_png, "rgb", 1, MODEL)
+        runtime.encode_image(small_png, "rgb", 1, MODEL)
     code, _, err = tamc(capsys, "encode", small_png, "-o", tmp_path / "x.tamc", "--model", MODEL)
     assert_one_line_error(code, err, "out of memory")
     code, _, err = tamc(capsys, "decode", small_tamc, "-t", "depth", "-o", tmp_path / "x.png", "--model", MODEL)
@@ -110,7 +110,7 @@ def test_onnxruntime_allocation_failure_is_one_out_of_memory_line(small_png, sma
     # any other onnxruntime failure stays what it was: not reported as memory
     monkeypatch.setattr(ort.InferenceSession, "run", lambda self, *a, **k: (_ for _ in ()).throw(RuntimeError("x")))
     with pytest.raises(RuntimeError):
-        codec.encode_image(small_png, "rgb", 1, MODEL)
+        runtime.encode_image(small_png, "rgb", 1, MODEL)
 
 
 # --------------------------------------------------------------------------- 3. signals
@@ -191,7 +191,7 @@ def test_sigterm_at_random_times_leaves_no_orphan(small_png, tmp_path):
 
 
 def test_animation_and_multipage_tiff_code_the_first_frame_with_a_notice(tmp_path, capsys):
-    from tamc_codec.data.folder import read_image
+    from tamc_codec.runtime.images import read_image
 
     a = np.zeros((40, 48, 3), np.uint8)
     b = np.full((40, 48, 3), 200, np.uint8)
@@ -255,7 +255,7 @@ def test_stdin_and_stdout_round_trip(small_png, small_tamc, tmp_path):
     assert r.returncode == 0 and r.stdout == small_tamc.read_bytes() and b'"output": "-"' in r.stderr
     r = _cli("decode", "-", "-t", "seg", "--raw", "-", *m, stdin=small_tamc.read_bytes())
     assert r.returncode == 0, r.stderr
-    expected = codec.decode_task(small_tamc, "seg", MODEL).output
+    expected = runtime.decode_task(small_tamc, "seg", MODEL).output
     np.testing.assert_array_equal(np.load(io.BytesIO(r.stdout)), expected)
     r = _cli("decode", "-", "-t", "rgb", *m, stdin=small_tamc.read_bytes())  # FILE - : picture to stdout
     assert r.returncode == 0 and Image.open(io.BytesIO(r.stdout)).format == "PNG"

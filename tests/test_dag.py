@@ -8,9 +8,8 @@ import math
 import numpy as np
 import pytest
 
-from tamc_codec.errors import TamcInputError
-from tamc_codec.lookahead.cond_coding import CodingSettings, discretised_gaussian_bits
-from tamc_codec.lookahead.dag import (
+from tamc_codec.dag.cond_coding import CodingSettings, discretised_gaussian_bits
+from tamc_codec.dag.dag import (
     SCHEMA,
     build_dag,
     choose_parents,
@@ -22,7 +21,8 @@ from tamc_codec.lookahead.dag import (
     validate_dag,
     validate_latents,
 )
-from tamc_codec.lookahead.kde import KDESettings, kde_excess_entropy, projection
+from tamc_codec.dag.kde import KDESettings, kde_excess_entropy, projection
+from tamc_codec.errors import TamcInputError
 
 # Small and quick: the ridge-regression start carries the linear dependence, so few steps do.
 FAST_CODING = CodingSettings(steps=10)
@@ -260,7 +260,7 @@ def test_estimates_are_deterministic():
 
 
 def test_plot_writes_png(tmp_path):
-    from tamc_codec.lookahead.plots import plot_dag
+    from tamc_codec.dag.plots import plot_dag
     dag = build_dag(planted(), "kde", kde=FAST_KDE)
     path = plot_dag(dag, tmp_path / "dag.png")
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from tamc_codec.cli import main
-from tamc_codec.lookahead.dag import load_dag_json
+from tamc_codec.dag.dag import load_dag_json
 
 
 def planted(n=16, c=8, h=8, w=8, seed=0):

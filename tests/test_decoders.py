@@ -6,7 +6,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from tamc_codec.codec import decode_task, encode_image, task_prediction  # noqa: E402
+from tamc_codec.runtime import decode_task, encode_image, task_prediction  # noqa: E402
 from tamc_codec.bitstream import TamcReader  # noqa: E402
 from tamc_codec.runtime.model import RuntimeModel  # noqa: E402
 from tamc_codec.train.decoders import DecoderStageConfig, rebuild_decoder, train_decoders  # noqa: E402
@@ -234,7 +234,8 @@ def test_scene_decoding_is_fitted_and_exported_at_the_scale_the_codec_decodes(ti
     assert record["scene_tasks"] == [] and record["context"] == {"depth": [], "edge": []}
 
 def test_the_exported_model_takes_the_name_given(tiny_model, tmp_path):
-    """bin/train-continue keeps the source's name: the name is part of the manifest and so of the id."""
+    """A recipe's stage 3 names the model it exports (`name = "default"` in recipes/default.toml): the
+    name is part of the manifest and so of the id."""
     import json
     import subprocess
     import sys

@@ -12,12 +12,12 @@ nn = torch.nn
 
 from tamc_codec.contract import TASKS  # noqa: E402
 from tamc_codec.errors import TamcInputError  # noqa: E402
-from tamc_codec.lookahead.affinity import LookaheadNet, lookahead, measure_affinity  # noqa: E402
-from tamc_codec.lookahead.dmtg import DMTGNet, train_dmtg  # noqa: E402
-from tamc_codec.lookahead.grouping_io import (build_grouping, load_grouping, save_grouping,  # noqa: E402
-                                              validate_grouping)
-from tamc_codec.lookahead.selection import (branch_and_bound, exhaustive, group_scores,  # noqa: E402
-                                            grouping_parts, objective_of)
+from tamc_codec.grouping.affinity import LookaheadNet, lookahead, measure_affinity  # noqa: E402
+from tamc_codec.grouping.dmtg import DMTGNet, train_dmtg  # noqa: E402
+from tamc_codec.grouping.grouping_io import (build_grouping, load_grouping, save_grouping,  # noqa: E402
+                                             validate_grouping)
+from tamc_codec.grouping.selection import (branch_and_bound, exhaustive, group_scores,  # noqa: E402
+                                           grouping_parts, objective_of)
 
 # --------------------------------------------------------------------------- toy problem
 # Four tasks in two clusters: a and b read the same two hidden factors of the input,
@@ -116,7 +116,7 @@ def _same(a, b):
 
 
 def test_lookahead_leaves_training_state_bit_identical():
-    from tamc_codec.lookahead.affinity import default_loss
+    from tamc_codec.grouping.affinity import default_loss
 
     net = _small_net()
     tasks = list(net.tasks)
@@ -139,7 +139,7 @@ def test_lookahead_leaves_training_state_bit_identical():
 
 
 def test_lookahead_matches_a_manual_step_and_ignores_loss_scale():
-    from tamc_codec.lookahead.affinity import default_loss
+    from tamc_codec.grouping.affinity import default_loss
 
     net = _small_net()
     tasks = list(net.tasks)

@@ -10,7 +10,7 @@ pytest.importorskip("torch")
 
 from tamc_codec.cli import main  # noqa: E402
 from tamc_codec.data.folder import synthesize  # noqa: E402
-from tamc_codec.lookahead.grouping_io import load_grouping  # noqa: E402
+from tamc_codec.grouping.grouping_io import load_grouping  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -113,7 +113,7 @@ def test_scene_memory_flips_consistently(folder):
     import torch
 
     from tamc_codec.data.torch_dataset import MultiTaskDataset
-    from tamc_codec.lookahead.affinity import SceneMemory
+    from tamc_codec.grouping.affinity import SceneMemory
 
     ds = MultiTaskDataset(folder, ["seg", "depth", "normal", "rgb"], train=False, downsample=2)
     mem = SceneMemory(ds, seed=0)

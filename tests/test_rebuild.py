@@ -9,7 +9,7 @@ torch = pytest.importorskip("torch")
 
 from tamc_codec.errors import TamcModelError  # noqa: E402
 from tamc_codec.runtime.model import RuntimeModel  # noqa: E402
-from tamc_codec.train.stage1 import anchor_trivial, load_anchor  # noqa: E402
+from tamc_codec.train.anchor import anchor_trivial, load_anchor  # noqa: E402
 
 
 def test_the_rebuilt_network_computes_what_the_exported_graphs_compute(tiny_model):

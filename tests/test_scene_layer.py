@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tamc_codec.dag.dag import build_dag
 from tamc_codec.errors import TamcInputError, TamcModelError
-from tamc_codec.lookahead.dag import build_dag
 
 SERVING6 = {"seg": "seg+depth+normal", "depth": "seg+depth+normal", "normal": "seg+depth+normal",
             "edge": "edge+keypoint+rgb", "keypoint": "edge+keypoint+rgb", "rgb": "edge+keypoint+rgb"}
@@ -61,7 +61,7 @@ def test_decode_set_rule_needs_the_coding_estimator_and_known_groups():
 def added_model(tiny_model, tmp_path_factory):
     """A `keypoint+rgb` group started from the tiny model's `edge+keypoint+rgb`, a few stage-2
     steps alone, exported."""
-    from tamc_codec.lookahead.dag import fixed_dag
+    from tamc_codec.dag.dag import fixed_dag
     from tamc_codec.train.export import export_model
     from tamc_codec.train.rebuild import group_network
     from tamc_codec.train.stage2 import Stage2Config, train_stage2
@@ -99,7 +99,7 @@ def test_group_network_copies_the_source_encoder_and_serving_decoders(tiny_model
 
 
 def test_merged_model_keeps_the_base_layers_bit_for_bit(tiny_model, added_model, tmp_path):
-    from tamc_codec.codec import decode_task, encode_image, load_model
+    from tamc_codec.runtime import decode_task, encode_image, load_model
     from tamc_codec.bitstream import TamcReader
     from tamc_codec.train.merge import merge_models
 
@@ -140,7 +140,7 @@ def test_start_group_command_writes_an_anchor_stage2_reads(tiny_model, tmp_path)
     from click.testing import CliRunner
 
     from tamc_codec.cli.train_cmds import train
-    from tamc_codec.train.stage1 import anchor_trivial, load_anchor
+    from tamc_codec.train.anchor import anchor_trivial, load_anchor
 
     data = Path(tiny_model).parent
     res = CliRunner().invoke(train, ["start-group", "-m", str(tiny_model), "--group", "rgb+keypoint",

@@ -11,7 +11,9 @@ torch = pytest.importorskip("torch")
 
 from tamc_codec.data.folder import synthesize  # noqa: E402
 from tamc_codec.nets.multitask import MultiGroupModel, NetConfig, coord_grid  # noqa: E402
-from tamc_codec.train.stage1 import Stage1Config, evaluate, load_anchor, train_stage1  # noqa: E402
+from tamc_codec.train.anchor import load_anchor  # noqa: E402
+from tamc_codec.train.evaluation import evaluate  # noqa: E402
+from tamc_codec.train.stage1 import Stage1Config, train_stage1  # noqa: E402
 
 TINY = NetConfig(latent_channels=8, encoder_channels=(8, 8, 8), decoder_channels=(8, 8, 8), full_res_channels=8).to_dict()
 GROUPS = ["seg+depth+normal", "depth+edge", "edge+keypoint+rgb"]
@@ -166,7 +168,7 @@ def test_cuda_without_a_gpu_is_a_clear_error(folders, tmp_path):
 def test_mixed_views_show_whole_scenes(folders, tmp_path):
     from tamc_codec.data.torch_dataset import MultiTaskDataset
     from tamc_codec.errors import TamcInputError
-    from tamc_codec.train.stage1 import training_views
+    from tamc_codec.train.views import training_views
 
     crops = MultiTaskDataset(folders / "train", ["depth", "rgb"], crop=16, train=True)
     assert training_views(crops, str(folders / "train"), "crop") == [crops]
@@ -186,7 +188,7 @@ def test_mixed_views_show_whole_scenes(folders, tmp_path):
 
 def test_room_views_add_whole_scenes_at_their_own_scale(folders, tmp_path):
     from tamc_codec.data.torch_dataset import MultiTaskDataset, StepBatches
-    from tamc_codec.train.stage1 import training_views
+    from tamc_codec.train.views import training_views
 
     crops = MultiTaskDataset(folders / "train", ["depth", "rgb"], crop=16, train=True)
     sources = training_views(crops, str(folders / "train"), "rooms")
@@ -209,7 +211,7 @@ def test_larger_scenes_join_the_views_at_their_own_scale(folders, tmp_path):
     from tamc_codec.data.folder import synthesize
     from tamc_codec.data.torch_dataset import MultiTaskDataset
     from tamc_codec.errors import TamcInputError
-    from tamc_codec.train.stage1 import training_views
+    from tamc_codec.train.views import training_views
 
     synthesize(tmp_path / "large", 2, 64, 500_000, workers=1)
     crops = MultiTaskDataset(folders / "train", ["depth", "rgb"], crop=16, train=True)
@@ -230,7 +232,7 @@ def test_larger_crops_of_larger_scenes_come_in_smaller_batches(folders, tmp_path
     from tamc_codec.data.folder import synthesize
     from tamc_codec.data.torch_dataset import MultiTaskDataset, StepBatches
     from tamc_codec.errors import TamcInputError
-    from tamc_codec.train.stage1 import training_views
+    from tamc_codec.train.views import training_views
 
     synthesize(tmp_path / "large", 2, 64, 500_000, workers=1)
     crops = MultiTaskDataset(folders / "train", ["depth", "rgb"], crop=16, train=True)
@@ -314,7 +316,7 @@ def _free_port() -> int:
 def test_two_process_ddp_stays_in_sync(folders, tmp_path):
     out = tmp_path / "ddp"
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(_free_port()),
-           "-m", "tamc_codec.train", "stage1", "--data", str(folders / "train"), "--val", str(folders / "val"),
+           "-m", "tamc_codec", "train", "stage1", "--data", str(folders / "train"), "--val", str(folders / "val"),
            "--groups", "seg+depth,edge+rgb", "--out", str(out), "--steps", "4", "--batch", "2", "--crop", "32",
            "--eval-every", "4", "--ckpt-every", "4", "--latent-channels", "8", "-q"]
     env = dict(os.environ, OMP_NUM_THREADS="1")
@@ -326,7 +328,7 @@ def test_two_process_ddp_stays_in_sync(folders, tmp_path):
 
 def test_groups_that_serve_nothing_are_not_coded(tmp_path):
     from tamc_codec.errors import TamcInputError
-    from tamc_codec.lookahead.dag import fixed_dag
+    from tamc_codec.dag.dag import fixed_dag
     from tamc_codec.train.stage2 import load_dag
 
     serving = {"seg": GROUPS[0], "depth": GROUPS[0], "normal": GROUPS[0], "edge": GROUPS[1],

@@ -16,7 +16,7 @@ GROUPS = ["seg+depth", "edge+rgb"]
 
 @pytest.fixture(scope="module")
 def anchor_and_dag(tmp_path_factory):
-    from tamc_codec.lookahead.dag import fixed_dag
+    from tamc_codec.dag.dag import fixed_dag
 
     root = tmp_path_factory.mktemp("stage2")
     synthesize(root / "train", 4, 32, 0, workers=1)
@@ -93,7 +93,7 @@ def test_augment_changes_only_what_the_scene_task_groups_see(anchor_and_dag, tmp
     import numpy as np
 
     from tamc_codec.train.photometric import photometric_batch, photometric_change
-    from tamc_codec.train.stage1 import load_anchor
+    from tamc_codec.train.anchor import load_anchor
     from tamc_codec.train.stage2 import augmented_groups
 
     # the batch version is the codec-side change (8-bit pictures) applied to training tensors
@@ -134,7 +134,7 @@ def test_augment_pixels_shows_every_group_the_change_with_labels_made_again(anch
 
     with pytest.raises(TamcInputError):
         train_stage2(_cfg(anchor_and_dag, tmp_path / "bad", augment_pixels=True), progress=False)
-    from tamc_codec.train.stage1 import load_anchor
+    from tamc_codec.train.anchor import load_anchor
     from tamc_codec.train.stage2 import augmented_groups
 
     # edge+rgb serves edge and rgb, both labelled again from the changed picture

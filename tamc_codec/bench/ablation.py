@@ -30,8 +30,8 @@ from pathlib import Path
 import numpy as np
 
 from ..contract import TASKS
+from ..dag.dag import fixed_dag
 from ..errors import TamcInputError
-from ..lookahead.dag import fixed_dag
 from ..runtime.manifest import PARENT_INPUTS
 from ..train import DEFAULT_GAIN_RANGE, DEFAULT_LAMBDAS, VIEWS
 from . import curves
@@ -258,9 +258,9 @@ def _compare(results: dict, kind: str, reference: str) -> dict:
 
 
 def plot_ablation(abl: dict, out: Path) -> list[Path]:
-    from .report import _log_x, _plt
+    from .plotting import log_x, pyplot
 
-    plt = _plt()
+    plt = pyplot()
     written = []
     for kind, title in (("dag", "DAG ablation (entropy models only)"), ("grouping", "Grouped vs single-task")):
         vs = [v for v in abl["variants"].values() if v["kind"] == kind]
@@ -271,7 +271,7 @@ def plot_ablation(abl: dict, out: Path) -> list[Path]:
             pts = sorted(v["points"], key=lambda p: p["bpp_total"])
             ax.plot([p["bpp_total"] for p in pts], [p["mean_normalised_loss"] for p in pts], marker="o", ms=4,
                     lw=2.2 if v["name"] in ("chosen", "grouped") else 1.2, label=v["name"])
-        _log_x(ax)
+        log_x(ax)
         ax.set_xlabel("bits per pixel, all tasks (estimated)")
         ax.set_ylabel("mean normalised task loss")
         ax.set_title(title, fontsize=10)

@@ -21,6 +21,9 @@ from fractions import Fraction
 
 import numpy as np
 
+# one implementation of the resampling for the bench's variants and the codec's picture layers
+from ..runtime.picture import downscale, upscale
+
 #: Full sweeps: each reaches the codec's lowest rate (JPEG 1, WebP 0, AVIF below 0: see
 #: BELOW_FLOOR) and goes up to near-lossless (JPEG 95, WebP 100, AVIF 100 at about 40 dB
 #: PSNR on photos).
@@ -168,29 +171,6 @@ def encoder_args(codec: str, quality: int) -> dict:
                              f"{', '.join(map(str, sorted(below))) or 'none'})")
         return {**OPTIONS[codec], **below[quality]}
     return {**OPTIONS[codec], "quality": int(quality)}
-
-
-def downscale(image: np.ndarray, scale: int) -> np.ndarray:
-    """The picture's area mean over scale x scale blocks; sides are edge-padded to a multiple
-    first, so every block is whole and its centre is where up-scaling puts it back."""
-    from PIL import Image
-
-    if scale == 1:
-        return image
-    h, w = image.shape[:2]
-    padded = np.pad(image, ((0, -h % scale), (0, -w % scale), (0, 0)), mode="edge")
-    return np.asarray(Image.fromarray(np.ascontiguousarray(padded), "RGB").reduce(scale))
-
-
-def upscale(image: np.ndarray, scale: int, height: int, width: int) -> np.ndarray:
-    """A down-scaled picture brought back to height x width (the padded size, then cropped)."""
-    from PIL import Image
-
-    if scale == 1:
-        return image
-    big = Image.fromarray(image, "RGB").resize((image.shape[1] * scale, image.shape[0] * scale),
-                                               Image.Resampling.LANCZOS)
-    return np.asarray(big)[:height, :width].copy()
 
 
 def code(image: np.ndarray, codec: str, quality: int, scale: int = 1) -> Coded:

@@ -24,8 +24,6 @@ from ..contract import TASKS
 from ..errors import TamcInputError
 from ..tasks.registry import TASK_SPECS
 
-#: The anchor pads like the codec (latent stride 16 x hyper stride 4), so both see alike borders.
-PAD_MULTIPLE = 64
 #: MS-SSIM's five scales with an 11-pixel window need sides above (11 - 1) * 2**4.
 MSSSIM_MIN_SIDE = 161
 #: Tasks whose label is a filter of the image, so a CTA receiver can run the filter itself.
@@ -112,12 +110,6 @@ def ensure_test_split(path: str | Path, count: int, size: int = 512, log=print) 
 # --------------------------------------------------------------------------- predictors
 
 
-def _pad(img: np.ndarray, multiple: int) -> np.ndarray:
-    h, w = img.shape[:2]
-    ph, pw = -h % multiple, -w % multiple
-    return np.pad(img, ((0, ph), (0, pw), (0, 0)), mode="edge") if ph or pw else img
-
-
 class _GroupAnchor:
     """What both anchors do alike: pad the picture as the codec does, analyse each group that
     serves a task once, at the scale the codec analyses it (CONTRACT.md, scene scale), and bring
@@ -150,17 +142,18 @@ class _GroupAnchor:
 
     def _predict(self, task: str, latents: dict, h: int, w: int) -> np.ndarray:
         """`task`'s prediction at the picture's size from the groups' latents."""
-        from ..codec import downsample, upsample
+        from ..runtime.resample import downsample, upsample
 
         g = self.serving[task]
         f, ft = self._factor(g, h, w), self._task_factor(task, h, w)
         return upsample(self._decode(g, task, downsample(latents[g], ft // f)), ft)[:, :h, :w]
 
     def predict(self, image: np.ndarray) -> dict[str, np.ndarray]:
-        from ..codec import downsample
+        from ..runtime import pad_picture
+        from ..runtime.resample import downsample
 
         h, w = image.shape[:2]
-        x = (_pad(image, self._pad_multiple(h, w)).astype(np.float32) / 255.0).transpose(2, 0, 1)[None]
+        x = (pad_picture(image, self._pad_multiple(h, w)).astype(np.float32) / 255.0).transpose(2, 0, 1)[None]
         need = {self.serving[t] for t in self.tasks} | {a for t in self.tasks for a in self._context(t)}
         latents = {g: self._latent(g, downsample(x, self._factor(g, h, w))) for g in self.groups if g in need}
         return {t: self._predict(t, latents, h, w) for t in self.tasks}
@@ -176,7 +169,7 @@ class Anchor(_GroupAnchor):
     def __init__(self, path: str | Path, tasks: list[str], scale_of=None):
         import torch
 
-        from ..train.stage1 import load_anchor
+        from ..train.anchor import load_anchor
 
         self.path = Path(path)
         if not self.path.is_file():
@@ -195,6 +188,8 @@ class Anchor(_GroupAnchor):
         return 1 if self.scale_of is None else self.scale_of.factor(group, h, w)
 
     def _pad_multiple(self, h: int, w: int) -> int:
+        from ..train.export import PAD_MULTIPLE  # the networks' own: the anchor pads as the codec would
+
         return PAD_MULTIPLE if self.scale_of is None else self.scale_of.pad_multiple(h, w)
 
     def _latent(self, group: str, x: np.ndarray):
@@ -223,7 +218,7 @@ class ModelAnchor(_GroupAnchor):
     bench` runs right after install; its line is what the model's networks reach when rate is no
     object, which is not the stage-1 anchor the model was trained from (docs/BENCH.md)."""
 
-    def __init__(self, rt, tasks: list[str]):
+    def __init__(self, rt, tasks: list[str], threads: int | None = None):
         missing = [t for t in tasks if t not in rt.serving]
         if missing:
             raise TamcInputError(f"model {rt.folder} does not serve {', '.join(missing)}")
@@ -232,6 +227,7 @@ class ModelAnchor(_GroupAnchor):
         self.serving = rt.serving
         self.groups = list(rt.order)
         self.trivial = dict(rt.trivial_loss)
+        self.threads = threads
 
     def _factor(self, group: str, h: int, w: int) -> int:
         return self.rt.factor(group, h, w)
@@ -240,17 +236,19 @@ class ModelAnchor(_GroupAnchor):
         return self.rt.pad_multiple(h, w)
 
     def _latent(self, group: str, x: np.ndarray) -> np.ndarray:
-        from ..codec import WORK_THREADS
+        from ..runtime import default_threads
 
-        return self.rt.run(group, "analysis", WORK_THREADS, image=x)[0]
+        if self.rt.is_picture(group):  # a picture layer's limit is the picture itself
+            return np.clip(np.rint(x[0].transpose(1, 2, 0) * 255.0), 0, 255).astype(np.uint8)
+        return self.rt.run(group, "analysis", default_threads() if self.threads is None else self.threads, image=x)[0]
 
     def _context(self, task: str) -> list[str]:
         return self.rt.decoder_context(task)
 
     def _predict(self, task: str, latents: dict, h: int, w: int) -> np.ndarray:
-        from ..codec import task_prediction
+        from ..runtime import task_prediction
 
-        return task_prediction(self.rt, task, latents, h, w)
+        return task_prediction(self.rt, task, latents, h, w, self.threads)
 
     def provenance(self) -> dict:
         return {"kind": "model", "path": str(self.rt.folder), "model_id": self.rt.id, "groups": self.rt.groups,
@@ -258,14 +256,11 @@ class ModelAnchor(_GroupAnchor):
 
 
 def filter_prediction(task: str, image: np.ndarray) -> np.ndarray:
-    """The exact label filter on an image, in the normalised units networks predict."""
-    from ..tasks import labels
+    """The exact label filter on an image, in the normalised units networks predict: the same
+    function a picture layer's receiver runs (runtime.picture.picture_prediction)."""
+    from ..runtime.picture import picture_prediction
 
-    if task == "rgb":
-        return np.moveaxis(image, -1, 0).astype(np.float32) / 255.0
-    s = TASK_SPECS[task]
-    raw = labels.edge_label(image) if task == "edge" else labels.keypoint_label(image)
-    return ((raw - s.offset) / s.scale)[None].astype(np.float32)
+    return picture_prediction(task, image)
 
 
 # --------------------------------------------------------------------------- scoring
@@ -275,7 +270,7 @@ class TaskScore:
     """Loss and metrics of one task at one curve point, accumulated over images."""
 
     def __init__(self, task: str):
-        from ..train.stage1 import TaskMetrics
+        from ..train.evaluation import TaskMetrics
 
         self.task = task
         self.metrics = TaskMetrics(task)
@@ -361,21 +356,22 @@ def tamc_layer_bytes(data: bytes, tasks: list[str]) -> dict[str, int]:
         return {t: head + sum(reader.layers[i].length for i in reader.layers_for_task(t)) for t in tasks}
 
 
-def tamc_predictions(rt, enc, tasks: list[str]) -> dict[str, np.ndarray]:
+def tamc_predictions(rt, enc, tasks: list[str], threads: int | None = None) -> dict[str, np.ndarray]:
     """Task decoder outputs (normalised units) on the latents the file decodes to."""
-    from ..codec import task_prediction
+    from ..runtime import task_prediction
 
-    return {t: task_prediction(rt, t, enc.latents, enc.height, enc.width) for t in tasks}
+    return {t: task_prediction(rt, t, enc.latents, enc.height, enc.width, threads) for t in tasks}
 
 
-def timed_decode(rt, data: bytes, task: str, expected_pred: np.ndarray) -> tuple[float, bool]:
+def timed_decode(rt, data: bytes, task: str, expected_pred: np.ndarray,
+                 threads: int | None = None) -> tuple[float, bool]:
     """Decode one task through the public API; time it and check it matches the prediction used."""
-    from ..codec import _raw_output, decode_task
+    from ..runtime import decode_task, raw_output
 
     t0 = time.perf_counter()
-    res = decode_task(data, task, rt)
+    res = decode_task(data, task, rt, threads=threads)
     seconds = time.perf_counter() - t0
-    want = _raw_output(task, expected_pred, rt)
+    want = raw_output(task, expected_pred, rt)
     if want.dtype == np.uint8:
         same = bool(np.array_equal(want, res.output))
     else:

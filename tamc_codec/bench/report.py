@@ -8,6 +8,7 @@ from pathlib import Path
 
 from ..atomic import atomic_write_bytes
 from . import baselines, curves
+from .plotting import log_x, pyplot
 
 _NUM = {"type": ["number", "null"]}
 _BD = {"type": "object", "required": ["value", "status", "overlap"],
@@ -232,24 +233,6 @@ TASK_TITLE = {"seg": "Semantic segmentation", "depth": "Depth (z-buffer)", "norm
               "edge": "Edge texture", "keypoint": "2D keypoints", "rgb": "Image (autoencoder)"}
 
 
-def _plt():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-def _log_x(ax) -> None:
-    # matplotlib labels minor log ticks as 3x10^-1 etc., which collide; plain decimals read better
-    from matplotlib.ticker import FormatStrFormatter, NullFormatter
-
-    ax.set_xscale("log")
-    ax.xaxis.set_major_formatter(FormatStrFormatter("%g"))
-    ax.xaxis.set_minor_formatter(NullFormatter())
-
-
 def _xy(results: dict, members: list[str], task: str, key: str) -> tuple[list[float], list[float]]:
     """(task bpp, value) of the points of `members`, sorted by rate."""
     pts = []
@@ -306,7 +289,7 @@ def _draw(ax, results: dict, task: str, key: str, names: list[str], alone: bool 
     if key == "loss":
         ax.axhline(results["summary"][task]["iso_target_loss"], color="grey", ls=":", lw=1,
                    label=f"{results['iso_factor']:g} x anchor loss")
-    _log_x(ax)
+    log_x(ax)
     ax.set_xlabel("bits per pixel")
     ax.set_ylabel(METRIC_LABEL.get(key, key))
     ax.grid(True, which="both", alpha=0.3)
@@ -332,7 +315,7 @@ def _overview_names(results: dict) -> list[str]:
 
 
 def plot_all(results: dict, out: Path) -> list[Path]:
-    plt = _plt()
+    plt = pyplot()
     written = []
     tasks = results["tasks"]
     for t in tasks:

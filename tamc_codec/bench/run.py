@@ -100,8 +100,14 @@ def _anchor_candidates(rt) -> list[Path]:
 
 
 def make_anchor(cfg: BenchConfig, rt, tasks: list[str], log=print):
-    """The CTA receivers' task networks: the stage-1 anchor.pt named or found beside the model,
-    else the model's own networks (which need no training artefacts)."""
+    """The CTA receivers' task networks: the stage-1 anchor.pt named or found beside the model, an
+    exported model folder named (its own networks, unquantised: the anchor of a model whose picture
+    tasks are a picture layer, which has no networks for them), else the model's own networks
+    (which need no training artefacts)."""
+    if cfg.anchor and cfg.anchor != MODEL_ANCHOR and (Path(cfg.anchor) / "manifest.json").is_file():
+        from ..runtime.model import RuntimeModel
+
+        return ModelAnchor(RuntimeModel(cfg.anchor), tasks, cfg.threads or None)
     if cfg.anchor and cfg.anchor != MODEL_ANCHOR:
         return Anchor(cfg.anchor, tasks, scale_of=rt)
     if cfg.anchor != MODEL_ANCHOR:
@@ -109,7 +115,7 @@ def make_anchor(cfg: BenchConfig, rt, tasks: list[str], log=print):
         if found:
             return Anchor(found[0], tasks, scale_of=rt)
     if rt is None:
-        from ..codec import load_model
+        from ..runtime import load_model
 
         rt = load_model(cfg.model)
     if cfg.anchor != MODEL_ANCHOR:
@@ -117,7 +123,7 @@ def make_anchor(cfg: BenchConfig, rt, tasks: list[str], log=print):
             f"using model {rt.id[:8]}'s own networks on unquantised latents")
     if not rt.trivial_loss:
         log(f"{rt.folder} has no reference.json for this model: losses are not divided by the trivial loss")
-    return ModelAnchor(rt, tasks)
+    return ModelAnchor(rt, tasks, cfg.threads or None)
 
 
 def run_bench(cfg: BenchConfig, log=print) -> dict:
@@ -128,10 +134,7 @@ def run_bench(cfg: BenchConfig, log=print) -> dict:
     if cfg.threads:
         import torch
 
-        from .. import codec
-
         torch.set_num_threads(cfg.threads)
-        codec.WORK_THREADS = cfg.threads
     for c in cfg.codecs:
         if c != "tamc" and c not in baselines.CODECS:
             raise TamcInputError(f"unknown codec {c!r} (known: tamc, {', '.join(baselines.CODECS)})")
@@ -150,7 +153,7 @@ def run_bench(cfg: BenchConfig, log=print) -> dict:
 
     rt = None
     if "tamc" in cfg.codecs or cfg.model:
-        from ..codec import load_model
+        from ..runtime import load_model
 
         rt = load_model(cfg.model)
     probe = open_images(data_path, None, 1)
@@ -218,24 +221,24 @@ def run_bench(cfg: BenchConfig, log=print) -> dict:
                     fp.time("analysis", time.perf_counter() - t0)
                 bar.update(1)
         if rt is not None:
-            from ..codec import encode_image
+            from ..runtime import encode_image
 
             for q in qualities:
                 bar.set_postfix_str(f"image {i + 1}/{images.count} tamc q{q}", refresh=False)
                 pt = points["tamc"][q]
                 t0 = time.perf_counter()
-                enc = encode_image(image, tasks, q, rt)
+                enc = encode_image(image, tasks, q, rt, threads=cfg.threads or None)
                 pt.time("encode", time.perf_counter() - t0)
                 pt.bits += 8.0 * len(enc.data)
                 pt.pixels += h * w
                 task_bytes = tamc_layer_bytes(enc.data, tasks)
-                preds = tamc_predictions(rt, enc, tasks)
+                preds = tamc_predictions(rt, enc, tasks, cfg.threads or None)
                 for t in tasks:
                     pt.scores[t].add(preds[t], targets[t], 8.0 * task_bytes[t])
                 if i < cfg.speed_images:
                     total = 0.0
                     for t in tasks:
-                        seconds, same = timed_decode(rt, enc.data, t, preds[t])
+                        seconds, same = timed_decode(rt, enc.data, t, preds[t], cfg.threads or None)
                         pt.time(f"decode_{t}", seconds)
                         total += seconds
                         decode_checks["checked"] += 1

@@ -9,7 +9,11 @@ Stdlib only, so that ``tamc info`` starts fast. Entry points:
 from __future__ import annotations
 
 from .container import (
+    CODING_AVIF,
+    CODING_LATENT,
+    CODINGS,
     FORMAT_VERSION,
+    FORMAT_VERSIONS,
     MAGIC,
     MAX_HEADER_BYTES,
     MAX_LAYERS,
@@ -27,7 +31,7 @@ from .substreams import MAX_SUBSTREAMS, LayerPayload, pack_substreams, unpack_su
 from .varint import decode_varint, encode_varint
 
 __all__ = [
-    "FORMAT_VERSION", "MAGIC", "MAX_HEADER_BYTES", "MAX_LAYERS", "MAX_PADDED_SIDE", "MAX_SIDE",
+    "CODING_AVIF", "CODING_LATENT", "CODINGS", "FORMAT_VERSION", "FORMAT_VERSIONS", "MAGIC", "MAX_HEADER_BYTES", "MAX_LAYERS", "MAX_PADDED_SIDE", "MAX_SIDE",
     "MAX_SUBSTREAMS", "Header", "LayerEntry", "LayerSpec", "LayerPayload", "TamcReader",
     "pack", "read_header", "write_tamc", "pack_substreams", "unpack_substreams",
     "verify_index_checksum", "decode_varint", "encode_varint",

@@ -4,6 +4,10 @@ A file holds one coded layer per task group, in the topological order of the gro
 DAG, so a receiver can read the header and index, then fetch only the layers its
 task needs (the serving layer and its ancestors) and never touch the rest.
 
+Format version 2 adds how each layer is coded (``coding``: a tamc latent layer, or a picture
+coded by AVIF); a writer writes version 1 whenever every layer is a latent layer, so those files
+keep every byte they had, and a reader reads both.
+
 Stdlib only (zlib for CRC-32): ``tamc info`` imports this and must start fast.
 Every problem with a file raises :class:`~tamc_codec.errors.TamcFormatError` with a
 message naming what is wrong; nothing sized by a field of the file is allocated
@@ -27,6 +31,10 @@ from .varint import decode_varint, encode_varint
 __all__ = [
     "MAGIC",
     "FORMAT_VERSION",
+    "FORMAT_VERSIONS",
+    "CODING_LATENT",
+    "CODING_AVIF",
+    "CODINGS",
     "MAX_SIDE",
     "MAX_PADDED_SIDE",
     "MAX_LAYERS",
@@ -41,9 +49,15 @@ __all__ = [
 ]
 
 MAGIC = b"TAMC"
-FORMAT_VERSION = 1
+#: The newest version this module writes and reads; FORMAT_VERSIONS are all it reads.
+FORMAT_VERSION = 2
+FORMAT_VERSIONS = (1, 2)
+#: How a layer is coded (index field `coding`, version 2; a version-1 layer is always a latent layer).
+CODING_LATENT = 0   # a tamc latent layer: range-coded sub-streams (docs/FORMAT.md, layer payload)
+CODING_AVIF = 1     # a picture coded by AVIF, its container boxes deflated (docs/FORMAT.md, picture payload)
+CODINGS = {CODING_LATENT: "latent", CODING_AVIF: "avif"}
 
-#: Bounds a v1 reader enforces before trusting any field.
+#: Bounds a reader enforces before trusting any field.
 MAX_SIDE = 65535            # original image height/width
 MAX_PADDED_SIDE = 65536     # padded height/width (the pad may push 65535 to 65536)
 MAX_LAYERS = 32
@@ -77,7 +91,9 @@ class Header:
     padded_width: int
     quality: int
     tasks: int
-    version: int = FORMAT_VERSION
+    #: the file's format version: read from a file; :func:`pack` writes the lowest version that
+    #: holds its layers (1 unless a layer is not a latent layer) whatever this says
+    version: int = 1
 
     @property
     def model_id_hex(self) -> str:
@@ -89,9 +105,9 @@ class Header:
         return _mask_names(self.tasks)
 
     def validate(self) -> None:
-        """Raise :class:`TamcFormatError` if a field is outside the v1 bounds."""
-        if self.version != FORMAT_VERSION:
-            raise TamcFormatError(f"format version {self.version} cannot be written (this writer writes {FORMAT_VERSION})")
+        """Raise :class:`TamcFormatError` if a field is outside the format's bounds."""
+        if self.version not in FORMAT_VERSIONS:
+            raise TamcFormatError(f"format version {self.version} is not one of {', '.join(map(str, FORMAT_VERSIONS))}")
         if not isinstance(self.model_id, (bytes, bytearray)) or len(self.model_id) != 16:
             raise TamcFormatError("model id must be exactly 16 bytes")
         for name, value, limit in (
@@ -119,12 +135,14 @@ class LayerSpec:
 
     ``parent`` is the position (in this file) of the layer this one is coded
     conditionally on, or ``None`` for a root; it must come earlier in the file.
-    ``tasks`` is the bit mask of the tasks this layer's group serves.
+    ``tasks`` is the bit mask of the tasks this layer's group serves. ``coding`` says how its
+    bytes are coded (CODINGS); a picture layer (not CODING_LATENT) is a root and no layer's parent.
     """
 
     group: int
     parent: int | None
     tasks: int
+    coding: int = CODING_LATENT
 
 
 @dataclass(frozen=True)
@@ -138,10 +156,16 @@ class LayerEntry:
     offset: int
     length: int
     crc32: int
+    coding: int = CODING_LATENT
 
     @property
     def task_names(self) -> list[str]:
         return _mask_names(self.tasks)
+
+    @property
+    def coding_name(self) -> str:
+        """How the layer is coded: "latent" or "avif" (CODINGS)."""
+        return CODINGS[self.coding]
 
 
 # --------------------------------------------------------------------------- writing
@@ -162,6 +186,13 @@ def _check_layers(specs: Sequence[LayerSpec]) -> None:
             raise TamcFormatError(
                 f"layer {i}: parent {spec.parent} must be an earlier layer (layers are in DAG order)"
             )
+        if spec.coding not in CODINGS:
+            raise TamcFormatError(f"layer {i}: unknown coding {spec.coding} (known: "
+                                  f"{', '.join(f'{k} {v}' for k, v in CODINGS.items())})")
+        if spec.coding != CODING_LATENT and spec.parent is not None:
+            raise TamcFormatError(f"layer {i}: a {CODINGS[spec.coding]} picture layer has no parent")
+        if spec.parent is not None and specs[spec.parent].coding != CODING_LATENT:
+            raise TamcFormatError(f"layer {i}: its parent, layer {spec.parent}, is a picture layer, which is no layer's parent")
         if spec.tasks < 0 or spec.tasks & ~_ALL_TASKS_MASK:
             raise TamcFormatError(f"layer {i}: task mask {spec.tasks:#x} has bits for unknown tasks")
         if spec.tasks & served:
@@ -176,6 +207,8 @@ def pack(header: Header, layers: Sequence[tuple[LayerSpec, bytes]]) -> bytes:
     header.validate()
     specs = [spec for spec, _ in layers]
     _check_layers(specs)
+    # version 1 whenever it can hold the layers, so that such files keep every byte they had
+    version = 1 if all(spec.coding == CODING_LATENT for spec in specs) else 2
     body = bytearray()
     body += bytes(header.model_id)
     for v in (header.height, header.width, header.padded_height, header.padded_width):
@@ -184,6 +217,8 @@ def pack(header: Header, layers: Sequence[tuple[LayerSpec, bytes]]) -> bytes:
     offset = 0
     for spec, data in layers:
         body += bytes((spec.group, 0 if spec.parent is None else spec.parent + 1, spec.tasks))
+        if version >= 2:
+            body += bytes((spec.coding,))
         body += encode_varint(offset)
         body += encode_varint(len(data))
         body += struct.pack("<I", zlib.crc32(data))
@@ -191,7 +226,7 @@ def pack(header: Header, layers: Sequence[tuple[LayerSpec, bytes]]) -> bytes:
     header_len = _PREFIX.size + len(body) + 4
     if header_len > MAX_HEADER_BYTES:  # pragma: no cover - cannot happen within MAX_LAYERS
         raise TamcFormatError(f"header of {header_len} bytes exceeds {MAX_HEADER_BYTES}")
-    head = _PREFIX.pack(MAGIC, FORMAT_VERSION, header_len) + bytes(body)
+    head = _PREFIX.pack(MAGIC, version, header_len) + bytes(body)
     out = bytearray(head)
     out += struct.pack("<I", zlib.crc32(head))
     for _, data in layers:
@@ -262,6 +297,8 @@ def _parse(prefix_and_body: bytes, file_size: int) -> tuple[Header, tuple[LayerE
     """Header and index from the first ``header_len`` bytes (already CRC-checked)."""
     buf = prefix_and_body
     header_len = len(buf)
+    version = buf[4]
+    fixed = 3 if version == 1 else 4  # group, parent, tasks served [, coding]
     pos = _PREFIX.size
     model_id = buf[pos : pos + 16]
     pos += 16
@@ -274,7 +311,8 @@ def _parse(prefix_and_body: bytes, file_size: int) -> tuple[Header, tuple[LayerE
     quality, tasks, n_layers = buf[pos], buf[pos + 1], buf[pos + 2]
     pos += 3
     header = Header(model_id=bytes(model_id), height=sizes[0], width=sizes[1],
-                    padded_height=sizes[2], padded_width=sizes[3], quality=quality, tasks=tasks)
+                    padded_height=sizes[2], padded_width=sizes[3], quality=quality, tasks=tasks,
+                    version=version)
     header.validate()
     if not 1 <= n_layers <= MAX_LAYERS:
         raise TamcFormatError(f"layer count {n_layers} is outside 1 .. {MAX_LAYERS}")
@@ -284,10 +322,11 @@ def _parse(prefix_and_body: bytes, file_size: int) -> tuple[Header, tuple[LayerE
     specs: list[LayerSpec] = []
     expected_offset = 0
     for i in range(n_layers):
-        if pos + 3 > header_len - 4:
+        if pos + fixed > header_len - 4:
             raise TamcFormatError(f"truncated index: ends inside layer {i}'s entry")
         group, parent_code, mask = buf[pos], buf[pos + 1], buf[pos + 2]
-        pos += 3
+        coding = buf[pos + 3] if version >= 2 else CODING_LATENT
+        pos += fixed
         offset, pos = decode_varint(buf, pos, f"layer {i} offset")
         length, pos = decode_varint(buf, pos, f"layer {i} length")
         if pos + 4 > header_len - 4:
@@ -304,9 +343,9 @@ def _parse(prefix_and_body: bytes, file_size: int) -> tuple[Header, tuple[LayerE
             raise TamcFormatError(f"layer {i} at offset {offset} {kind} (expected offset {expected_offset})")
         expected_offset = offset + length
         parent = None if parent_code == 0 else parent_code - 1
-        specs.append(LayerSpec(group=group, parent=parent, tasks=mask))
+        specs.append(LayerSpec(group=group, parent=parent, tasks=mask, coding=coding))
         entries.append(LayerEntry(index=i, group=group, parent=parent, tasks=mask,
-                                  offset=header_len + offset, length=length, crc32=crc))
+                                  offset=header_len + offset, length=length, crc32=crc, coding=coding))
     if pos != header_len - 4:
         raise TamcFormatError(
             f"header length field says {header_len} bytes but header and index take {pos + 4}"
@@ -344,10 +383,11 @@ class TamcReader:
         if len(first) < _PREFIX.size:
             raise TamcFormatError(f"truncated file: {src.size} bytes, too short for the header")
         magic, version, header_len = _PREFIX.unpack(first)
-        if version != FORMAT_VERSION:
+        if version not in FORMAT_VERSIONS:
             newer = " (written by a newer tamc)" if version > FORMAT_VERSION else ""
             raise TamcFormatError(
-                f"unsupported format version {version}{newer}; this reader reads version {FORMAT_VERSION}"
+                f"unsupported format version {version}{newer}; this reader reads versions "
+                f"{', '.join(map(str, FORMAT_VERSIONS))}"
             )
         if not _MIN_HEADER_BYTES <= header_len <= MAX_HEADER_BYTES:
             raise TamcFormatError(f"header length {header_len} is outside {_MIN_HEADER_BYTES} .. {MAX_HEADER_BYTES}")
@@ -423,7 +463,11 @@ class TamcReader:
         return data
 
     def read_payload(self, index: int) -> LayerPayload:
-        """One layer, CRC-checked and split into its sub-streams (see ``substreams``)."""
+        """One latent layer, CRC-checked and split into its sub-streams (see ``substreams``)."""
+        self._check_index(index)
+        if self.layers[index].coding != CODING_LATENT:
+            raise TamcFormatError(f"layer {index} is an {self.layers[index].coding_name} picture layer, "
+                                  "not a latent layer of sub-streams")
         return unpack_substreams(self.read_layer(index), what=f"layer {index}")
 
     def read_layers(self, indices: Iterable[int]) -> dict[int, bytes]:

@@ -22,7 +22,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "data": ("tamc_codec.cli.data_cmds", "data", "Generate and inspect multi-task training data."),
     "group": ("tamc_codec.cli.group_cmd", "group", "Choose task groups by lookahead gradient coherence."),
     "dag": ("tamc_codec.cli.dag_cmd", "dag", "Build the causal DAG of group latents by conditional entropy."),
-    "train": ("tamc_codec.cli.train_cmds", "train", "Train the networks and entropy models (stage 1, stage 2)."),
+    "train": ("tamc_codec.cli.train_cmds", "train", "Train a model: a whole recipe (train run), or one stage."),
     "export": ("tamc_codec.cli.train_cmds", "export", "Export a trained model for the codec (ONNX, tables, manifest)."),
     "bench": ("tamc_codec.cli.bench_cmd", "bench", "Rate-performance curves and BD-rates against JPEG, WebP, AVIF."),
 }

@@ -54,8 +54,9 @@ def _scales(text: str) -> list[int]:
                    "pixels), what one does at low rates. Also reported: each codec at its best scale for "
                    "every rate (jpeg-best, ...) and the best classical rate per task.")
 @click.option("--model", default=None, help="tamc model folder or name (default: the shipped default model).")
-@click.option("--anchor", default=None, metavar="PATH|model",
-              help="The task networks of the CTA baselines and the anchor line: a stage-1 anchor.pt, or "
+@click.option("--anchor", default=None, metavar="PATH|MODEL_DIR|model",
+              help="The task networks of the CTA baselines and the anchor line: a stage-1 anchor.pt, an exported "
+                   "model's folder (its networks on unquantised latents), or "
                    "'model' for the model's own networks on unquantised latents. Default: MODEL/anchor/"
                    "anchor.pt or models/default/anchor/anchor.pt where one exists, else 'model'.")
 @click.option("--images", type=int, default=None, help="Use the first N images (default 24; 4 with --quick).")

@@ -51,6 +51,7 @@ def _layer_dict(e: LayerEntry) -> dict:
         "length": e.length,
         "crc32": f"{e.crc32:08x}",
         "tasks": e.task_names,
+        "coding": e.coding_name,
     }
 
 
@@ -64,7 +65,8 @@ def info(file: Path, as_json: bool) -> None:
     no layer data, so it is fast and a corrupt layer is reported only on decode.
     Offsets are absolute byte positions in the file; group indices refer to the
     model manifest's `groups` list; parent is the layer (in this file) a layer is
-    coded conditionally on.
+    coded conditionally on; coding is how the layer is coded: latent (a tamc
+    latent layer) or avif (the picture, coded by AVIF).
     """
     with TamcReader(file) as reader:
         d = _info_dict(file, reader)
@@ -79,10 +81,10 @@ def info(file: Path, as_json: bool) -> None:
     click.echo(f"  tasks        {', '.join(d['tasks']) or '(none)'}")
     click.echo(f"  header       {d['header_size']} bytes (header + index)")
     click.echo(f"  layers       {len(d['layers'])}")
-    click.echo("  layer  group  parent    offset    length  tasks")
+    click.echo("  layer  group  parent  coding    offset    length  tasks")
     for layer in d["layers"]:
         parent = "-" if layer["parent"] is None else str(layer["parent"])
-        click.echo(f"  {layer['index']:>5}  {layer['group']:>5}  {parent:>6}  {layer['offset']:>8}  "
+        click.echo(f"  {layer['index']:>5}  {layer['group']:>5}  {parent:>6}  {layer['coding']:>6}  {layer['offset']:>8}  "
                    f"{layer['length']:>8}  {', '.join(layer['tasks']) or '(context only)'}")
 
 
@@ -160,7 +162,7 @@ def _write_stdout(data: bytes) -> None:
 
 
 def _import_codec():
-    """tamc_codec.codec, with the extension modules coding needs, imported with signals deferred:
+    """tamc_codec.runtime, with the extension modules coding needs, imported with signals deferred:
     pybind11 swallows an exception a signal handler raises inside numpy's initialisation (it prints
     it and raises 'ImportError: import numpy failed'), so SIGTERM there would end in a traceback."""
     from ..atomic import signals_deferred
@@ -169,8 +171,8 @@ def _import_codec():
         import onnxruntime  # noqa: F401
         from PIL import Image  # noqa: F401
 
-        from .. import codec
-    return codec
+        from .. import runtime
+    return runtime
 
 
 def _note(line: str, bar=None) -> None:
@@ -262,8 +264,7 @@ def encode(inputs: tuple[str, ...], output: str | None, tasks: str, quality: int
     """
     codec = _import_codec()
     from ..atomic import atomic_write_bytes
-    from ..contract import TASKS
-    from ..data.folder import read_image
+    from ..runtime.images import read_image
     from . import _one_line
 
     several = len(inputs) > 1
@@ -272,8 +273,8 @@ def encode(inputs: tuple[str, ...], output: str | None, tasks: str, quality: int
     if several and (STDIO in sources or out == STDIO):
         raise TamcInputError("-: standard input and output take one image; name files for several inputs")
     rt = codec.load_model(model_name)
-    names = codec._tasks([t for t in TASKS if t in rt.serving] if tasks.strip().lower() == "all" else tasks, rt)
-    q = codec._quality(quality, rt)
+    names = codec.parse_tasks(tasks, rt)
+    q = codec.check_quality(quality, rt)
     targets: list[Path | str] = []
     for src in sources:
         if out == STDIO or (out is None and src == STDIO):
@@ -350,8 +351,8 @@ def encode(inputs: tuple[str, ...], output: str | None, tasks: str, quality: int
 
 def _encode_report(src: Path | str, dest: Path | str, enc, rt, names: list[str], q: int, notices: list[str],
                    seconds: float) -> dict:
-    layers = [{"index": i, "group": l["group"], "parent": l["parent"], "tasks": l["tasks"], "bytes": l["bytes"]}
-              for i, l in enumerate(enc.layers)]
+    layers = [{"index": i, "group": l["group"], "parent": l["parent"], "tasks": l["tasks"], "bytes": l["bytes"],
+               "coding": l.get("coding", "latent")} for i, l in enumerate(enc.layers)]
     total = len(enc.data)
     return {
         "input": str(src),

@@ -68,20 +68,20 @@ def dag(latents_path, out_path, plot_path, estimator, seed, steps, dim, samples,
       tamc dag --latents runs/s1/latents.npz --out runs/s1/dag.json --plot dag.png
       tamc dag --latents latents.npz --estimator kde --json
     """
-    from ..lookahead.dag import build_dag, load_latents, save_dag_json
+    from ..dag.dag import build_dag, load_latents, save_dag_json
 
     latents = load_latents(latents_path)
     serving = read_serving(serving_path) if serving_path else None
     progress = (lambda msg: click.echo(f"tamc dag: {msg}", err=True)) if verbose else None
     kwargs = {}
     if estimator == "coding":
-        from ..lookahead.cond_coding import CodingSettings
+        from ..dag.cond_coding import CodingSettings
         cs = CodingSettings(seed=seed, threads=threads)
         if steps is not None:
             cs.steps = steps
         kwargs["coding"] = cs
     else:
-        from ..lookahead.kde import KDESettings
+        from ..dag.kde import KDESettings
         ks = KDESettings(seed=seed)
         if dim is not None:
             ks.dim = dim
@@ -92,7 +92,7 @@ def dag(latents_path, out_path, plot_path, estimator, seed, steps, dim, samples,
     result["data"] = {"path": str(latents_path)}
     save_dag_json(result, out_path)
     if plot_path:
-        from ..lookahead.plots import plot_dag
+        from ..dag.plots import plot_dag
         plot_dag(result, plot_path)
 
     if as_json:

@@ -108,7 +108,7 @@ def group(data_dir: str, tasks_text: str, method: str, steps: int, every: int, b
         raise TamcInputError("--affinity-from only applies to --method dmtg")
     affinity = None
     if affinity_from is not None:
-        from ..lookahead.grouping_io import load_grouping
+        from ..grouping.grouping_io import load_grouping
 
         ref = load_grouping(affinity_from)
         if ref["tasks"] != tasks or ref["affinity"] is None:
@@ -134,14 +134,14 @@ def group(data_dir: str, tasks_text: str, method: str, steps: int, every: int, b
     quiet = quiet or as_json
     try:
         if method == "lookahead":
-            from ..lookahead.affinity import run_lookahead_grouping
+            from ..grouping.affinity import run_lookahead_grouping
 
             d, _ = run_lookahead_grouping(data_dir, tasks, steps=steps, budget=budget, every=every,
                                           seed=seed, batch_size=batch_size, lr=lr,
                                           lookahead_lr=lookahead_lr, size=size, limit=limit,
                                           progress=None if quiet else progress)
         else:
-            from ..lookahead.dmtg import run_dmtg_grouping
+            from ..grouping.dmtg import run_dmtg_grouping
 
             d, _ = run_dmtg_grouping(data_dir, tasks, steps=steps, budget=budget, seed=seed,
                                      batch_size=batch_size, lr=lr, size=size, limit=limit,
@@ -150,11 +150,11 @@ def group(data_dir: str, tasks_text: str, method: str, steps: int, every: int, b
         if bar is not None:
             bar.close()
 
-    from ..lookahead.grouping_io import dumps_grouping, save_grouping
+    from ..grouping.grouping_io import dumps_grouping, save_grouping
 
     save_grouping(d, out)
     if plot and d["affinity"] is not None:
-        from ..lookahead.affinity_plot import plot_affinity
+        from ..grouping.affinity_plot import plot_affinity
 
         plot_affinity(d["affinity"], d["tasks"], plot, std=d.get("affinity_std"), groups=d["groups"])
     if as_json:

@@ -18,7 +18,7 @@ def _groups_from(grouping: str | None, groups: str | None) -> tuple[list[str], d
     if bool(grouping) == bool(groups):
         raise TamcInputError("give exactly one of --grouping FILE or --groups 'a+b,c'")
     if grouping:
-        from ..lookahead.grouping_io import load_grouping
+        from ..grouping.grouping_io import load_grouping
 
         g = load_grouping(grouping)
         return list(g["groups"]), dict(g.get("assignment") or {})
@@ -51,13 +51,86 @@ def _large_scene_options(f):
                              "join the views, so the networks see rooms at the pixel scale of large pictures.")(f)
 
 
+# One-experiment switches: each served a measurement that did not ship (docs/TRAINING.md names
+# them); they stay reachable under one option so that a command's options are the recipe's.
+# KEY -> (type, default, help).
+STAGE1_SWITCHES = {
+    "global-context": ("bool", False, "decoders also see the latent's spatial mean"),
+}
+STAGE2_SWITCHES = {
+    "global-context": ("bool", False, "Eq. 12's attention from the parent to the child's anchors (second pass)"),
+    "no-parents": ("bool", False, "ignore the DAG's edges (ablation: no cross-task context)"),
+    "augment-pixels": ("bool", False, "with --augment, groups serving edge or rgb see the changed picture too, "
+                                      "those targets labelled again from it (groups serving keypoint never)"),
+    "hyper-channels": ("int", 32, "channels of each group's hyper-latent z, spent at every quality"),
+}
+DECODERS_SWITCHES = {
+    "scene-decoding": ("bool", True, "0: the fitted scene tasks decode their group's latent at its own scale, "
+                                     "not pooled to the training scenes' (CONTRACT.md, scene scale)"),
+    "context": ("bool", False, "each fitted decoder also reads its group's DAG ancestors' latents "
+                               "(CONTRACT.md, decoder context; gained nothing on the shipped model)"),
+}
+EXPORT_SWITCHES = {
+    "no-scene-scale": ("bool", False, "every group analyses pictures at full size"),
+}
+_TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
+
+
+def _experimental(switches: dict):
+    """--experimental KEY=VALUE (repeatable): the command's one-experiment switches."""
+    keys = "; ".join(f"{k} ({t}, default {int(d) if t == 'bool' else d}): {h}" for k, (t, d, h) in switches.items())
+
+    def decorate(f):
+        f = click.option("--experimental", multiple=True, metavar="KEY=VALUE",
+                         help="EXPERIMENTAL, not part of any recipe and not used by the shipped model: switches "
+                              f"that served one measurement (docs/TRAINING.md). Repeatable. KEY: {keys}.")(f)
+        f.__click_params__[-1].experimental_keys = tuple(switches)
+        return f
+    return decorate
+
+
+def _switches(values: tuple[str, ...], switches: dict) -> dict:
+    """The switches' values: their defaults, overridden by --experimental KEY=VALUE."""
+    out = {k: d for k, (_, d, _) in switches.items()}
+    for text in values:
+        key, sep, value = (part.strip() for part in text.partition("="))
+        if not sep or key not in switches:
+            raise TamcInputError(f"--experimental {text!r}: expected KEY=VALUE with KEY one of {', '.join(switches)}")
+        kind = switches[key][0]
+        if kind == "bool" and value.lower() in _TRUE + _FALSE:
+            out[key] = value.lower() in _TRUE
+        elif kind == "int" and value.lstrip("-").isdigit() and int(value) >= 1:
+            out[key] = int(value)
+        else:
+            want = "1 or 0" if kind == "bool" else "a positive integer"
+            raise TamcInputError(f"--experimental {key}={value}: expected {want}")
+    return out
+
+
+def _recipe_record_option(f):
+    """--recipe-record FILE (hidden): set by `tamc train run`, names the recipe in the manifest's provenance."""
+    return click.option("--recipe-record", type=click.Path(dir_okay=False), default=None, hidden=True,
+                        help="RUN/recipe.json of `tamc train run`: the recipe that made the model.")(f)
+
+
+def _recipe_provenance(path: str | None) -> dict:
+    if not path:
+        return {}
+    try:
+        rec = json.loads(Path(path).read_text())
+        return {"recipe": {"recipe": rec["recipe"], "sha256": rec["sha256"]}}
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise TamcInputError(f"{path}: not a recipe record of `tamc train run` ({exc})") from None
+
+
 @click.group()
 def train() -> None:
-    """Train tamc's networks: stage 1 (encoders and decoders), then stage 2 (entropy models).
+    """Train tamc's networks: `tamc train run RECIPE RUN_DIR` runs a whole recipe
+    (recipes/default.toml makes the shipped model); the other commands are its stages.
 
     Runs resume from OUT/checkpoint.pt when it exists. For several processes use
     torchrun with the same arguments, e.g.
-    `torchrun --nproc_per_node 2 -m tamc_codec.train stage1 ...` (gloo on CPU, NCCL on GPU).
+    `torchrun --nproc_per_node 2 -m tamc_codec train stage1 ...` (gloo on CPU, NCCL on GPU).
     """
 
 
@@ -89,7 +162,6 @@ def train() -> None:
                    "features alone, the same at any picture size; see docs/TRAINING.md).")
 @click.option("--encoder-norm", type=click.Choice(NORMS), default=None,
               help="The encoders' normalisation, if not --norm's (the recipe: channel encoders, group decoders).")
-@click.option("--global-context", is_flag=True, help="Decoders also see the latent's spatial mean.")
 @click.option("--coords", is_flag=True,
               help="Encoders and decoders also see each pixel's position in the picture (docs/TRAINING.md).")
 @click.option("--shared-warmup", type=int, default=0, show_default=True,
@@ -97,12 +169,13 @@ def train() -> None:
 @click.option("--precision", type=click.Choice(PRECISIONS), default="fp32", show_default=True,
               help="bf16: bfloat16 autocast for forward and backward, float32 weights (faster on AVX-512 BF16 CPUs).")
 @_device_options
+@_experimental(STAGE1_SWITCHES)
 @click.option("--max-minutes", type=float, default=None,
               help="Pause (with a checkpoint) after this many minutes; run again to continue.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
 def stage1(data, val, grouping, groups, out, steps, batch, crop, views, large_data, large_crop, init, lr, seed, eval_every,
-           ckpt_every, val_limit, latent_channels, norm, encoder_norm, global_context, coords, shared_warmup, precision, device, workers,
-           max_minutes, quiet) -> None:
+           ckpt_every, val_limit, latent_channels, norm, encoder_norm, coords, shared_warmup, precision, device, workers,
+           experimental, max_minutes, quiet) -> None:
     """Stage 1: train group encoders and task decoders on the task losses (no rate term).
 
     \b
@@ -116,9 +189,10 @@ def stage1(data, val, grouping, groups, out, steps, batch, crop, views, large_da
     from ..nets.multitask import NetConfig
     from ..train.stage1 import Stage1Config, train_stage1
 
+    switch = _switches(experimental, STAGE1_SWITCHES)
     group_list, assignment = _groups_from(grouping, groups)
-    net = NetConfig(latent_channels=latent_channels, norm=norm, encoder_norm=encoder_norm, global_context=global_context,
-                    coords=coords).to_dict()
+    net = NetConfig(latent_channels=latent_channels, norm=norm, encoder_norm=encoder_norm,
+                    global_context=switch["global-context"], coords=coords).to_dict()
     cfg = Stage1Config(data=data, val=val, groups=group_list, out=out, steps=steps, batch=batch, crop=crop, views=views,
                        large_data=large_data, large_crop=large_crop, init=init, lr=lr, seed=seed, eval_every=eval_every,
                        ckpt_every=ckpt_every, val_limit=val_limit, net=net,
@@ -164,13 +238,7 @@ def _numbers(option: str, text: str) -> list[float]:
 @click.option("--views", type=click.Choice(VIEWS), default="crop", show_default=True,
               help="As in stage 1: use what the anchor was trained on.")
 @_large_scene_options
-@click.option("--hyper-channels", type=click.IntRange(min=1), default=32, show_default=True,
-              help="Channels of each group's hyper-latent z. Its bits are spent at every quality: a layer coded "
-                   "at a few hundred bytes wants few (docs/TRAINING.md, \"A scene layer of its own\").")
 @click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--global-context/--no-global-context", default=False, show_default=True,
-              help="Eq. 12's attention from the parent to the child's anchors (second pass).")
-@click.option("--no-parents", is_flag=True, help="Ignore the DAG's edges (ablation: no cross-task context).")
 @click.option("--parent-input", type=click.Choice(PARENT_INPUTS), default=DEFAULT_PARENT_INPUT,
               show_default=True,
               help="What a child's entropy model sees of its parent: its latent (dequantised) or its "
@@ -179,17 +247,12 @@ def _numbers(option: str, text: str) -> list[float]:
               help="The encoders of groups serving only seg, depth or normal see each training picture under a "
                    "random change of exposure, contrast, colour balance and gamma (their labels do not depend on "
                    "pixel values); the other groups see it as it is.")
-@click.option("--augment-pixels", is_flag=True,
-              help="With --augment: groups serving edge or rgb (besides scene tasks) see the changed picture too, "
-                   "those targets computed again from it as the data pipeline labels a scene (exact on whole "
-                   "scenes; on crops the filters mirror the crop's border). Groups serving keypoint, whose "
-                   "filter is slower than a training step, see the picture as it is.")
 @click.option("--val-limit", type=int, default=None, help="Validate on the first N images only.")
 @_device_options
+@_experimental(STAGE2_SWITCHES)
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
 def stage2(anchor, dag_file, data, val, out, lambdas, gain_range, steps_entropy, steps_finetune, batch, crop, views,
-           large_data, large_crop, hyper_channels, seed, global_context, no_parents, parent_input, augment, augment_pixels, val_limit,
-           device, workers, quiet) -> None:
+           large_data, large_crop, seed, parent_input, augment, val_limit, device, workers, experimental, quiet) -> None:
     """Stage 2: entropy models along the DAG, then rate-distortion fine-tuning.
 
     \b
@@ -204,13 +267,15 @@ def stage2(anchor, dag_file, data, val, out, lambdas, gain_range, steps_entropy,
     gains = tuple(_numbers("--gain-range", gain_range))
     if len(gains) != 2 or not 0 < gains[0] < gains[1]:
         raise TamcInputError("--gain-range must be two positive numbers LOW,HIGH with LOW < HIGH")
+    switch = _switches(experimental, STAGE2_SWITCHES)
     from ..train.stage2 import Stage2Config, train_stage2
 
     cfg = Stage2Config(anchor=anchor, dag=dag_file, data=data, val=val, out=out, lambdas=lams, gain_range=gains,
                        steps_entropy=steps_entropy, steps_finetune=steps_finetune, batch=batch, crop=crop,
-                       views=views, large_data=large_data, large_crop=large_crop, hyper_channels=hyper_channels,
-                       seed=seed, use_global=global_context, no_parents=no_parents,
-                       parent_input=parent_input, augment=augment, augment_pixels=augment_pixels,
+                       views=views, large_data=large_data, large_crop=large_crop,
+                       hyper_channels=switch["hyper-channels"], seed=seed, use_global=switch["global-context"],
+                       no_parents=switch["no-parents"], parent_input=parent_input, augment=augment,
+                       augment_pixels=switch["augment-pixels"],
                        val_limit=val_limit, device=device, workers=workers)
     rec = train_stage2(cfg, progress=not quiet, log=lambda m: click.echo(m, err=True))
     if rec and not rec.get("paused"):
@@ -241,13 +306,6 @@ def stage2(anchor, dag_file, data, val, out, lambdas, gain_range, steps_entropy,
 @click.option("--lr", type=float, default=3e-4, show_default=True)
 @click.option("--precision", type=click.Choice(PRECISIONS), default="bf16", show_default=True,
               help="Training passes in float32, or under bfloat16 autocast (validation is float32).")
-@click.option("--scene-decoding/--no-scene-decoding", default=True, show_default=True,
-              help="Decode the fitted scene tasks (seg, depth, normal) at scene scale: their decoders read the "
-                   "latent pooled to the training scenes' scale (CONTRACT.md, scene scale).")
-@click.option("--context/--no-context", default=False, show_default=True,
-              help="Each fitted decoder also reads the latents of its group's DAG ancestors, which decoding "
-                   "its task decodes first anyway: no extra bits (CONTRACT.md, decoder context; on the "
-                   "shipped model it gained nothing, docs/TRAINING.md).")
 @click.option("--augment/--no-augment", default=False, show_default=True,
               help="Code each training scene under a random change of exposure, contrast, colour balance "
                    "and gamma (scene tasks only; docs/TRAINING.md, stage 3).")
@@ -257,15 +315,17 @@ def stage2(anchor, dag_file, data, val, out, lambdas, gain_range, steps_entropy,
 @click.option("--val-limit", type=int, default=None, help="Validate on the first N images only.")
 @click.option("--workers", type=int, default=0, show_default=True,
               help="Processes coding the scenes, one thread each (0: one per core). Changes no result.")
+@_experimental(DECODERS_SWITCHES)
+@_recipe_record_option
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
-def decoders(model, data, val, out, export_to, name, tasks, steps, batch_pixels, lr, precision, scene_decoding, context,
-             augment, seed, eval_every, limit, val_limit, workers, quiet) -> None:
+def decoders(model, data, val, out, export_to, name, tasks, steps, batch_pixels, lr, precision, augment, seed,
+             eval_every, limit, val_limit, workers, experimental, recipe_record, quiet) -> None:
     """Stage 3: fit an exported model's task decoders to the latents its codec decodes.
 
     Each training scene is coded whole by the model itself, at a random quality, and the
     decoders learn from those latents: what `tamc decode` gives them, which stages 1 and 2
     (crops, simulated quantisation) never show. Scene tasks are decoded at scene scale (their
-    group's latent pooled to the training scenes' scale) unless --no-scene-decoding. Encoders
+    group's latent pooled to the training scenes' scale). Encoders
     and entropy models are untouched, so files keep their sizes; each decoder keeps its best
     step on the validation folders (docs/TRAINING.md, stage 3).
 
@@ -281,10 +341,13 @@ def decoders(model, data, val, out, export_to, name, tasks, steps, batch_pixels,
     # checked before training (which takes an hour), as replace_decoders checks it again
     if export_to and Path(export_to).resolve() == Path(model).resolve():
         raise TamcInputError("--export must be another folder than --model: the source model stays as it is")
+    switch = _switches(experimental, DECODERS_SWITCHES)
+    provenance = _recipe_provenance(recipe_record)
     names = [] if tasks == "all" else parse_task_list(tasks)
     cfg = DecoderStageConfig(model=model, data=list(data), val=list(val), out=out, tasks=names, steps=steps,
-                             batch_pixels=batch_pixels, lr=lr, precision=precision, scene_decoding=scene_decoding,
-                             context=context, augment=augment, seed=seed, eval_every=eval_every, limit=limit, val_limit=val_limit)
+                             batch_pixels=batch_pixels, lr=lr, precision=precision,
+                             scene_decoding=switch["scene-decoding"], context=switch["context"], augment=augment,
+                             seed=seed, eval_every=eval_every, limit=limit, val_limit=val_limit)
     rec, fitted = train_decoders(cfg, progress=not quiet, log=lambda m: click.echo(m, err=True), workers=workers)
     for t in TASKS:
         if t in rec["after"]:
@@ -298,7 +361,7 @@ def decoders(model, data, val, out, export_to, name, tasks, steps, batch_pixels,
         if any(rec["context"].values()):
             summary["context"] = rec["context"]
         m = replace_decoders(model, export_to, fitted, name=name, record=summary, scene_tasks=rec["scene_tasks"],
-                             context=rec["context"])
+                             context=rec["context"], recipe=provenance.get("recipe"))
         click.echo(f"exported model {m['model_id']} to {export_to}")
 
 
@@ -333,7 +396,8 @@ def start_group(model, group, source, val, out) -> None:
     import torch
 
     from ..train.rebuild import group_network
-    from ..train.stage1 import LATENTS, anchor_trivial, dump_latents
+    from ..train.anchor import anchor_trivial
+    from ..train.stage1 import LATENTS, dump_latents
 
     net = group_network(model, group, source)
     trivial = anchor_trivial(model)
@@ -365,7 +429,8 @@ def start_group(model, group, source, val, out) -> None:
 @click.argument("added", type=click.Path(file_okay=False))
 @click.option("--out", "-o", required=True, type=click.Path(file_okay=False), help="Model folder to write.")
 @click.option("--name", default=None, help="Model name (default: the folder's name).")
-def merge(base, added, out, name) -> None:
+@_recipe_record_option
+def merge(base, added, out, name, recipe_record) -> None:
     """Merge two exported models: ADDED's layers first, as DAG roots, then BASE's.
 
     The tasks ADDED serves are served by its groups; BASE's groups still serving a task keep
@@ -381,10 +446,39 @@ def merge(base, added, out, name) -> None:
 
     from ..train.merge import merge_models
 
-    m = merge_models(base, added, out, name=name or os.path.basename(os.path.normpath(out)))
+    m = merge_models(base, added, out, name=name or os.path.basename(os.path.normpath(out)),
+                     provenance=_recipe_provenance(recipe_record))
     size = sum(os.path.getsize(os.path.join(out, f)) for f in m["files"])
     click.echo(f"merged model {m['model_id']} to {out} ({size / 1e6:.1f} MB): layers " +
                ", ".join(f"{k} {g}" for k, g in enumerate(m["groups"])))
+
+
+@train.command("run")
+@click.argument("recipe", type=click.Path(dir_okay=False))
+@click.argument("run_dir", type=click.Path(file_okay=False))
+@click.option("--until", metavar="STAGE", default=None, help="Stop after this stage (a stage name of the recipe).")
+@click.option("--dry-run", is_flag=True, help="Print every stage's command and which are done; run nothing.")
+@click.option("--max-minutes", type=float, default=None,
+              help="Start no stage after N minutes; a stage-1 stage gets the minutes left and pauses with a "
+                   "checkpoint. Run the same command again to go on.")
+def run_recipe_cmd(recipe, run_dir, until, dry_run, max_minutes) -> None:
+    """Run RECIPE (a recipes/*.toml file) into RUN_DIR: every stage in order.
+
+    Each stage is one command (`tamc train stage1`, `tamc export`, ...) with the recipe's
+    settings, and is skipped when its output exists, so an interrupted or paused run
+    continues where it stopped when the same command is run again. RUN_DIR keeps the
+    recipe's copy (recipe.toml) and sha256 (recipe.json); the models it exports name the
+    recipe in their manifest and card. To experiment, copy a recipe and edit the copy
+    (docs/TRAINING.md, "The recipe file").
+
+    \b
+    Examples:
+      tamc train run recipes/default.toml runs/default --dry-run
+      tamc train run recipes/default.toml runs/default --until stage1 --max-minutes 50
+    """
+    from .recipe_cmd import load_recipe, run_recipe
+
+    run_recipe(load_recipe(recipe), run_dir, until=until, dry_run=dry_run, max_minutes=max_minutes, echo=click.echo)
 
 
 @click.command()
@@ -405,9 +499,11 @@ def merge(base, added, out, name) -> None:
 @click.option("--scene-size", type=int, default=DEFAULT_SCENE_SIZE, show_default=True,
               help="Side of the training scenes: a group serving only seg, depth or normal analyses a larger "
                    "picture downsampled towards it (docs/MODEL.md, scene scale).")
-@click.option("--no-scene-scale", is_flag=True, help="Every group analyses pictures at full size.")
+@_experimental(EXPORT_SWITCHES)
+@_recipe_record_option
 def export(codec_pt: str, out: str, name: str | None, grouping: str | None, dag_file: str | None,
-           lowest_blend: float, quality_positions: str | None, scene_size: int, no_scene_scale: bool) -> None:
+           lowest_blend: float, quality_positions: str | None, scene_size: int, experimental: tuple[str, ...],
+           recipe_record: str | None) -> None:
     """Export a stage-2 model (codec.pt) to a folder the torch-free codec runs.
 
     Weights are rounded to float16 before the entropy tables are built, so the
@@ -422,9 +518,10 @@ def export(codec_pt: str, out: str, name: str | None, grouping: str | None, dag_
         raise TamcInputError(f"{codec_pt}: no such file")
     if scene_size <= 0:
         raise TamcInputError("--scene-size must be a positive number of pixels")
+    no_scene_scale = _switches(experimental, EXPORT_SWITCHES)["no-scene-scale"]
     import hashlib
 
-    provenance = {}
+    provenance = _recipe_provenance(recipe_record)
     for key, path in (("grouping", grouping), ("dag", dag_file)):
         if path:
             try:
@@ -439,3 +536,13 @@ def export(codec_pt: str, out: str, name: str | None, grouping: str | None, dag_
                      positions=_numbers("--quality-positions", quality_positions) if quality_positions else None)
     size = sum(os.path.getsize(os.path.join(out, f)) for f in m["files"])
     click.echo(f"exported model {m['model_id']} to {out} ({size / 1e6:.1f} MB, {len(m['files'])} files)")
+
+
+def _add_picture_layer() -> None:
+    # torch-free, in its own module: `tamc train picture-layer --help` stays light
+    from .picture_cmd import picture_layer
+
+    train.add_command(picture_layer)
+
+
+_add_picture_layer()

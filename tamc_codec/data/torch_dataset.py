@@ -96,7 +96,7 @@ class StepBatches(torch.utils.data.Dataset):
     """Training batch number `step` as one item, drawn with a generator seeded by
     (seed, stream, step) alone: the batches do not depend on how many loader processes
     draw them, nor on where a run was resumed. Steps alternate between `sources`
-    (train.stage1.training_views: crops, whole scenes, crops of larger scenes). `stream` keeps sequences apart: stage 1
+    (train.views.training_views: crops, whole scenes, crops of larger scenes). `stream` keeps sequences apart: stage 1
     passes its torchrun rank, stage 2 a stream of its own.
 
     `batch` is the batch of the first source; a source with larger samples gets fewer of them

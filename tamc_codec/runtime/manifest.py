@@ -62,6 +62,7 @@ def read_manifest(folder: str | Path) -> dict:
             p = m["dag"]["parents"][g]
             if p is not None and m["dag"]["order"].index(p) >= m["dag"]["order"].index(g):
                 raise ValueError(f"parent {p} of {g} comes after it")
+        _check_pictures(m)
         for t, spec in m["decoders"].items():
             context = spec.get("context", [])
             ancestors = dag_ancestors(m["dag"]["parents"], m["serving"][t])
@@ -83,6 +84,44 @@ def read_manifest(folder: str | Path) -> dict:
     if m.get("model_id") != model_id(m):
         raise TamcModelError(f"{path}: model_id does not match the manifest's content")
     return m
+
+
+#: Picture layers (docs/MODEL.md): their codings, the tasks they may serve, their scale divisors.
+#: Kept here, beside the manifest's other rules, and in runtime.picture, which codes them.
+PICTURE_CODINGS = ("avif",)
+PICTURE_TASKS = ("edge", "keypoint", "rgb")
+PICTURE_SCALES = (1, 2, 4)
+
+
+def _check_pictures(m: dict) -> None:
+    """The `pictures` section: each a group of the model, a DAG root that is no group's parent,
+    serving only tasks of the picture, with no graphs or decoders, and settings for every quality."""
+    pictures = m.get("pictures", {})
+    if not isinstance(pictures, dict):
+        raise ValueError("pictures maps group ids to their coding")
+    parents = m["dag"]["parents"]
+    for g, spec in pictures.items():
+        if g not in m["groups"]:
+            raise ValueError(f"picture group {g} is not a group of the model")
+        if spec.get("coding") not in PICTURE_CODINGS:
+            raise ValueError(f"picture group {g}: unknown coding {spec.get('coding')!r}")
+        if parents[g] is not None or g in parents.values():
+            raise ValueError(f"picture group {g} must be a DAG root and no group's parent")
+        served = [t for t, sg in m["serving"].items() if sg == g]
+        if not set(served) <= set(PICTURE_TASKS):
+            raise ValueError(f"picture group {g} may serve only {', '.join(PICTURE_TASKS)}")
+        if g in m.get("graphs", {}) or any(m["serving"].get(t) == g for t in m["decoders"]):
+            raise ValueError(f"picture group {g} has no graphs and no task decoders")
+        qualities = spec["qualities"]
+        if [s["q"] for s in qualities] != [q["q"] for q in m["qualities"]]:
+            raise ValueError(f"picture group {g} needs settings for every quality, in order")
+        for s in qualities:
+            if s["scale"] not in PICTURE_SCALES or not isinstance(s["avif"], dict):
+                raise ValueError(f"picture group {g}, quality {s['q']}: scale must be one of "
+                                 f"{PICTURE_SCALES} and avif a dict of encoder options")
+    for t, g in m["serving"].items():
+        if g not in pictures and t not in m["decoders"]:
+            raise ValueError(f"task {t} has no decoder")
 
 
 REFERENCE_SCHEMA = "tamc.reference/1"

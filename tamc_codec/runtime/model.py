@@ -85,10 +85,16 @@ class RuntimeModel:
         # which form of a decoded parent latent the child's parameter graphs take (docs/MODEL.md)
         self.parent_input: str = self.manifest.get("parent_input", DEFAULT_PARENT_INPUT)
         self.pad = int(self.manifest["padding_multiple"])
+        #: picture pixels per latent position, and latent positions per hyper-latent position (the
+        #: padding multiple is their product, so that every grid divides evenly: docs/MODEL.md)
+        self.latent_stride = int(self.manifest["latent_stride"])
+        self.hyper_stride = self.pad // self.latent_stride
         scene = self.manifest.get("scene_scale") or {}
         self.scene_groups: frozenset[str] = frozenset(scene.get("groups", ()))
         self.scene_tasks: frozenset[str] = frozenset(scene.get("tasks", ()))
         self.scene_size: int = int(scene.get("size", 0))
+        #: picture groups (docs/MODEL.md, picture layers): group id -> its coding and per-quality settings
+        self.pictures: dict[str, dict] = dict(self.manifest.get("pictures", {}))
         #: model ids whose files this model decodes bit-exactly (CONTRACT.md, same coding)
         self.reads: frozenset[str] = frozenset([self.id, *self.manifest.get("same_coding_as", ())])
         #: the first model that coded as this one does: equal ids, equal bits for every picture
@@ -96,7 +102,8 @@ class RuntimeModel:
         self._sessions: dict[str, object] = {}
         self._verified: set[str] = set()
 
-    def _path(self, fname: str) -> Path:
+    def verified_file(self, fname: str) -> Path:
+        """The path of model file `fname`, checked once against its sha256 in the manifest."""
         path = self.folder / fname
         if fname not in self._verified:
             expected = self.manifest["files"].get(fname)
@@ -120,7 +127,7 @@ class RuntimeModel:
             # fatal only: a failed run's own log line would come before the CLI's one-line error
             opts.log_severity_level = 4
             try:
-                self._sessions[key] = ort.InferenceSession(str(self._path(fname)), sess_options=opts,
+                self._sessions[key] = ort.InferenceSession(str(self.verified_file(fname)), sess_options=opts,
                                                            providers=["CPUExecutionProvider"])
             except TamcModelError:
                 raise
@@ -153,7 +160,7 @@ class RuntimeModel:
 
     @cached_property
     def tables(self) -> dict[str, np.ndarray]:
-        with np.load(self._path(self.manifest["tables"])) as z:
+        with np.load(self.verified_file(self.manifest["tables"])) as z:
             return {k: z[k] for k in z.files}
 
     @cached_property
@@ -171,6 +178,16 @@ class RuntimeModel:
     def gains(self, group: str, quality: int) -> tuple[np.ndarray, np.ndarray]:
         k = self.groups.index(group)
         return self.tables[f"gain{k}"][quality - 1], self.tables[f"inv_gain{k}"][quality - 1]
+
+    def is_picture(self, group: str) -> bool:
+        """Whether `group` is a picture layer (coded by a picture codec, not a learned latent)."""
+        return group in self.pictures
+
+    def picture_codec(self, group: str, quality: int):
+        """The codec of picture group `group` at `quality` (runtime.picture.PictureCodec)."""
+        from .picture import PictureCodec
+
+        return PictureCodec(self.pictures[group], quality, group)
 
     def factor(self, group: str, height: int, width: int) -> int:
         """How many times smaller than the picture `group` analyses it (CONTRACT.md, scene scale)."""
@@ -201,6 +218,8 @@ class RuntimeModel:
     def decoder_context(self, task: str) -> list[str]:
         """The ancestor groups whose latents `task`'s decoder also reads, in the order it stacks
         them (CONTRACT.md, decoder context); [] for a decoder that reads its group alone."""
+        if self.serving[task] in self.pictures:
+            return []
         return list(self.manifest["decoders"][task].get("context", ()))
 
     def needed_groups(self, tasks: list[str]) -> list[str]:

@@ -1,15 +1,17 @@
 """The model card (models/<name>/README.md), written from the run's own records.
 
 Every number in the card comes from a JSON file the recipe wrote, so the card
-cannot drift from what was measured. Usage:
+cannot drift from what was measured; the card names the recipe file (recipes/*.toml) that made
+the model. A recipe's `card` stage runs it (`tamc train run`); by hand:
 
-    python -m tamc_codec.train.card RUN_DIR MODEL_DIR QUALITY_JSON
+    python -m tamc_codec.train.card --model MODEL_DIR --run RUN_DIR [--quality QUALITY_JSON]
+        [--source-run RUN] [--refit RUN ...] [--base-card README.md] [--dag-recheck JSON]
+        [--notes MD] [--recipe-record RUN/recipe.json]
 """
 from __future__ import annotations
 
 import json
 import platform
-import sys
 from pathlib import Path
 
 from ..atomic import atomic_write_bytes
@@ -30,32 +32,23 @@ def _fmt(v) -> str:
     return f"{v:.4g}" if isinstance(v, float) else str(v)
 
 
-# bin/train-default's defaults for the settings the card may have to name
-_SCRIPT_DEFAULTS = {"STEPS1B": 3000, "LR1B": 5e-4, "DEVICE1B": "cpu", "LOWEST_BLEND": 0.75, "STEPS3": 1000, "LR3": 1e-3, "AUGMENT3": 1}
+def _recipe_lines(recipe: dict | None) -> list[str]:
+    """The card's line naming the recipe file that made the model (docs/TRAINING.md, "The recipe file")."""
+    if not recipe:
+        return []
+    return [f"- Recipe: `{recipe['recipe']}` (sha256 `{recipe['sha256'][:16]}…`): `tamc train run {recipe['recipe']} RUN` "
+            f"runs every stage that made this model, with these settings, in order."]
 
 
-def _recipe_command(s1: dict, s1b: dict | None, s3: dict | None, manifest: dict) -> str:
-    """bin/train-default with the settings that differ from its CPU defaults, read from the records."""
-    c = s1.get("config", {})
-    env: dict = {}
-    if c.get("device", "cpu") != "cpu":
-        env.update({"DEVICE": c["device"], "WORKERS": c.get("workers", 0), "BATCH1": c.get("batch"),
-                    "STEPS1": s1.get("steps"), "SHARED_WARMUP": c.get("shared_warmup", 0)})
-    if s1b is None:
-        env["STEPS1B"] = 0
-    else:
-        cb = s1b.get("config", {})
-        env.update({"STEPS1B": s1b.get("steps"), "LR1B": cb.get("lr"), "DEVICE1B": cb.get("device", "cpu")})
-        if cb.get("large_crop") not in (None, cb.get("crop")):
-            env["LARGE_CROP"] = cb["large_crop"]
-    env["LOWEST_BLEND"] = manifest["qualities"][0].get("gain_blend", 0)
-    env["STEPS3"] = s3["config"]["steps"] if s3 else 0
-    if s3:
-        env["LR3"] = s3["config"]["lr"]
-        env["AUGMENT3"] = int(bool(s3["config"].get("augment", False)))
-    env = {k: v for k, v in env.items() if k not in _SCRIPT_DEFAULTS or v != _SCRIPT_DEFAULTS[k]}
-    return " ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in env.items()) \
-        + (" " if env else "") + "bin/train-default"
+def _reproduce(recipe: dict | None) -> str:
+    if recipe:
+        return f"`tamc train run {recipe['recipe']} RUN` (docs/TRAINING.md, \"The recipe file\")"
+    return "not recorded (the model was not made by `tamc train run RECIPE`)"
+
+
+def _recipe_of(manifest: dict, recipe: dict | None) -> dict | None:
+    """The recipe given, else the one the manifest's provenance names (a model `tamc train run` exported)."""
+    return recipe or (manifest.get("provenance") or {}).get("recipe")
 
 
 def _stage3_line(s3: dict) -> str:
@@ -158,14 +151,57 @@ def _head_lines(manifest: dict, model: Path) -> list[str]:
     return lines + ["## Data and recipe", ""]
 
 
-def write_card(run: Path, model: Path, quality_json: Path) -> str:
+def _source_model(s2: dict, continued: dict | None) -> str | None:
+    """The model a continued stage 2 started from (`tamc train stage2 --anchor MODEL`), if it did."""
+    if continued:
+        return continued.get("source_model")
+    anchor = Path(str(s2.get("config", {}).get("anchor", "")))
+    m = _load(anchor / "manifest.json") if anchor.name and not anchor.suffix else None
+    return m.get("model_id") if m else None
+
+
+def _refit_line(s3: dict) -> str:
+    """A later stage 3 on the finished model (its decoders refitted, every coded bit unchanged)."""
+    c = s3["config"]
+    tasks = list(s3["after"])
+    seen = " and ".join(f"{src['scenes']} at {src['size']}²" for src in s3["sources"])
+    by_source = {h["step"]: h["by_source"] for h in s3.get("history", [])}
+    top = f" q{max(s3.get('val_qualities') or [0])}"
+    parts = []
+    for t in tasks:
+        step = s3["best_step"][t]
+        per = [f"{k.removesuffix(top)} {by_source['source'][k][t]:.3f} → {by_source[step][k][t]:.3f}"
+               for k in by_source.get("source", {}) if k.endswith(top) and step in by_source]
+        parts.append(f"{t} {s3['before'][t]:.3f} → {s3['after'][t]:.3f}" + (f" ({'; '.join(per)} at the highest quality)"
+                                                                          if per else ""))
+    source = s3.get("source_model")
+    return (f"- Decoders refitted: stage 3 again{f' from model `{source[:8]}…`' if source else ''}, the "
+            f"{', '.join(tasks)} decoder{'s' if len(tasks) > 1 else ''} alone, {c['steps']} steps, lr {c['lr']:g}, on the "
+            f"latents the codec decodes from whole training scenes ({seen}"
+            f"{', under random photometric changes' if c.get('augment') else ''}; training folders "
+            f"{', '.join('`' + str(d) + '`' for d in c.get('data', []))}); every other file, and so every coded bit, "
+            f"unchanged; {s3['seconds'] / 60:.1f} min. Validation loss / trivial before → after: " + ", ".join(parts) + ".")
+
+
+def write_card(run: Path, model: Path, quality_json: Path | None, *, source_run: Path | None = None,
+               refits: tuple[Path, ...] = (), notes: Path | None = None, recipe: dict | None = None) -> str:
+    """The card of a model made by stages 1 to 3 (RUN holds their records). `source_run`: the run
+    whose grouping, stage 1, stage 1b and DAG records stand for RUN's missing ones (a continued
+    model: stage 2 again from an exported model); `refits`: runs of a later stage 3 on the result;
+    `recipe`: the recipe record (RUN/recipe.json), else the one the manifest names."""
     manifest = json.loads((model / "manifest.json").read_text())
-    grouping = _load(run / "grouping.json") or {}
-    dag = _load(run / "dag.json") or {}
-    s1 = _load(run / "stage1" / "stage1.json") or {}
-    s1b = _load(run / "stage1b" / "stage1.json")
+    recipe = _recipe_of(manifest, recipe)
+
+    def record(rel: str) -> dict | None:
+        found = _load(run / rel)
+        return found if found is not None or source_run is None else _load(Path(source_run) / rel)
+
+    grouping = record("grouping.json") or {}
+    dag = record("dag.json") or {}
+    s1 = record("stage1/stage1.json") or {}
+    s1b = record("stage1b/stage1.json")
     s2 = _load(run / "stage2" / "stage2.json") or {}
-    q = _load(quality_json) or {}
+    q = (_load(quality_json) if quality_json else None) or {}
     lines = _head_lines(manifest, model)
     data = grouping.get("data", {})
     lines.append(f"- Data: generated scenes (`tamc data synth`), training split from seed "
@@ -233,15 +269,15 @@ def write_card(run: Path, model: Path, quality_json: Path) -> str:
         latents = "stage-1b" if s1b else "stage-1"
         lines.append(f"- DAG: `tamc dag --estimator {dag.get('estimator')}` on the {latents} validation latents; "
                      f"edges {', '.join('`' + a + '` → `' + b + '`' for a, b in dag.get('edges', [])) or 'none'}.")
-    continued = _load(run / "continued.json")
+    source_model = _source_model(s2, _load(run / "continued.json"))
     if s2:
         c = s2["config"]
-        if continued:
+        if source_model:
             views = f"{c['batch']} whole {c['crop']}² training rooms" if c.get("views") == "crop" else "its views"
             if c.get("large_data"):
                 views += f" alternating with {c['batch']} {c.get('large_crop') or c['crop']}² crops of the larger scenes"
-            lines.append(f"- Continued from model `{continued['source_model']}`: its encoders and serving decoders "
-                         f"rebuilt from its graphs (`bin/train-continue`) and trained through stage 2 again, "
+            lines.append(f"- Continued from model `{source_model}`: its encoders and serving decoders "
+                         f"rebuilt from its graphs (`tamc train stage2 --anchor MODEL`) and trained through stage 2 again, "
                          f"with fresh entropy models, on batches of {views}.")
         lines.append(f"- Stage 2: {c['steps_entropy']} steps entropy models only + {c['steps_finetune']} steps "
                      f"fine-tuning, λ = {c['lambdas']}, starting gains "
@@ -262,40 +298,70 @@ def write_card(run: Path, model: Path, quality_json: Path) -> str:
     s3 = _load(run / "decoders" / "decoders.json")
     if s3:
         lines.append(_stage3_line(s3))
+    for r in refits:
+        s3r = _load(Path(r) / "decoders.json")
+        if s3r:
+            lines.append(_refit_line(s3r))
     stage1_device = s1.get("config", {}).get("device", "cpu")
     if stage1_device == "cpu":
-        lines.append(f"- Hardware: {platform.machine()} CPU, recorded by `bin/train-default`.")
+        lines.append(f"- Hardware: {platform.machine()} CPU.")
     else:
         lines.append(f"- Hardware: stage 1 on {s1.get('hardware') or stage1_device}, the other stages"
                      f"{' (stage 1b included)' if s1b and s1b['config'].get('device', 'cpu') == 'cpu' else ''} on the "
-                     f"{platform.machine()} CPU (`bin/train-default`).")
+                     f"{platform.machine()} CPU.")
+    lines += _recipe_lines(recipe)
     if q:
         lines += quality_lines(q)
-    notes = run / "card_notes.md"
+    notes = Path(notes) if notes else run / "card_notes.md"
     if notes.exists():
         lines += ["", notes.read_text().strip()]
     anchor_opt = " --anchor model" if q and q.get("anchor_source") == "model" else ""
-    recipe = _recipe_command(s1, s1b, s3, manifest)
-    if continued:
-        # the networks' first stages are the source model's, made by its own recipe
-        recipe = f"{continued['source_reproduce']}` (model `{continued['source_model'][:8]}…`), then `{continued['command']}"
-    lines += ["", f"Reproduce: `{recipe}` (see the repository README); numbers: "
+    lines += ["", f"Reproduce: {_reproduce(recipe)}; numbers: "
               f"`python benchmarks/model_quality.py --model models/default{anchor_opt}`.", ""]
     text = "\n".join(lines)
     atomic_write_bytes(model / "README.md", text.encode())
     return text
 
 
-def write_merged_card(run: Path, model: Path, quality_json: Path) -> str:
-    """The card of a model made by `bin/train-scene-layer`: a group trained alone beside the layers
-    of a base model (`tamc train merge`). RUN holds the group's records and the base's card
-    (base_card.md), whose recipe made every layer the merge kept."""
+def dag_recheck_text(check: dict) -> str:
+    """What benchmarks/dag_recheck.py found, in the card's words."""
+    agrees = "the decode-set rule keeps this graph" if check["model_graph_agrees_with_decode_sets"] else \
+        "the decode-set rule would choose " + ", ".join(f"{g} ← {p or 'none'}"
+                                                        for g, p in check["dag_decode_sets"]["parents"].items())
+    return f"`benchmarks/dag_recheck.py`, q{check['quality']}, {check['images']} validation pictures at 512²: {agrees}"
+
+
+def _positions(merged: dict) -> str | None:
+    """The added model's exported qualities on its trained scale (`tamc export --quality-positions`)."""
+    m = _load(Path(merged["added"]["path"]) / "manifest.json") or {}
+    pos = [q.get("trained_position") for q in m.get("qualities", [])]
+    return ",".join(f"{p:g}" for p in pos) if pos and None not in pos else None
+
+
+def _views_text(c: dict) -> str:
+    """What stage 2's batches held (its --views and --crop)."""
+    if c.get("views") == "mix":
+        return f"{c['crop']}² crops of training rooms alternating with whole rooms downsampled to {c['crop']}²"
+    return f"whole {c['crop']}² training rooms"
+
+
+def write_merged_card(run: Path, model: Path, quality_json: Path | None, *, base_card: Path | None = None,
+                      dag_recheck: Path | None = None, notes: Path | None = None, recipe: dict | None = None) -> str:
+    """The card of a model made by `tamc train merge`: a group trained alone beside the layers of a
+    base model. RUN holds the group's records; `base_card` (default RUN/base_card.md) is the base
+    model's card, whose recipe made every layer the merge kept; `dag_recheck` the record of
+    benchmarks/dag_recheck.py on the merged model."""
     manifest = json.loads((model / "manifest.json").read_text())
+    recipe = _recipe_of(manifest, recipe)
     merged = manifest["provenance"]["merged"]
     s2 = _load(run / "stage2" / "stage2.json") or {}
     start = _load(run / "start_group.json") or {}
-    q = _load(quality_json) or {}
+    q = (_load(quality_json) if quality_json else None) or {}
+    # made.json: what bin/train-scene-layer recorded for the shipped model's card
     made = _load(run / "made.json") or {}
+    positions = made.get("positions") or _positions(merged)
+    check = _load(Path(dag_recheck)) if dag_recheck else None
+    recheck = dag_recheck_text(check) if check else made.get("dag_recheck")
     added = merged["added"]["groups"]
     lines = _head_lines(manifest, model)
     c = s2.get("config", {})
@@ -305,40 +371,137 @@ def write_merged_card(run: Path, model: Path, quality_json: Path) -> str:
                  f"encoder, its decoders that model's serving seg, depth and normal decoders (`tamc train start-group`).")
     if s2:
         lines.append(f"- Stage 2 of that group alone: {c['steps_entropy']} steps entropy model only + "
-                     f"{c['steps_finetune']} steps fine-tuning, batches of {c['batch']} whole {c['crop']}² training "
-                     f"rooms{' under random photometric changes' if c.get('augment') else ''}, λ = {c['lambdas']}, "
+                     f"{c['steps_finetune']} steps fine-tuning, batches of {c['batch']} {_views_text(c)}"
+                     f"{' under random photometric changes' if c.get('augment') else ''}, λ = {c['lambdas']}, "
                      f"starting gains {'…'.join(f'{v:g}' for v in c['gain_range'])}; {s2['seconds'] / 60:.1f} min on "
-                     f"{s2.get('hardware', 'the CPU')}. Exported; at a picture larger than the 256² training scenes it "
-                     f"analyses the picture at scene scale.")
-    if made.get("positions"):
-        lines.append(f"- Export: its qualities at positions {made['positions']} on the trained ones (`tamc export "
-                     f"--quality-positions`, docs/MODEL.md): trained q3-q5 reach the same losses, so three of the five "
-                     f"sit between trained q2 and q3, where the curve bends.")
+                     f"{s2.get('hardware', 'the CPU')}. Exported; it analyses a picture at scene scale, downsampled by "
+                     f"the power of two that brings its longer side nearest to "
+                     f"{(manifest.get('scene_scale') or {}).get('size', 256)} px.")
+    if positions:
+        why = made.get("positions_why", "trained q3-q5 reach the same losses, so three of the five sit between "
+                                        "trained q2 and q3, where the curve bends")
+        lines.append(f"- Export: its qualities at positions {positions} on the trained ones (`tamc export "
+                     f"--quality-positions`, docs/MODEL.md): {why}.")
     lines.append(f"- Merged (`tamc train merge`) with model `{merged['base']['model_id']}`, whose layers "
                  f"{', '.join('`' + g + '`' for g in merged['base']['groups'])} are kept byte for byte (they code "
                  f"exactly the bits they coded there) and serve the picture's tasks; its groups left serving nothing "
                  f"are dropped.")
-    if made.get("dag_recheck"):
-        lines.append(f"- DAG re-checked on this model's rate-trained latents ({made['dag_recheck']}).")
-    base_card = run / "base_card.md"
+    if recheck:
+        lines.append(f"- DAG re-checked on this model's rate-trained latents ({recheck}).")
+    lines += _recipe_lines(recipe)
+    base_card = Path(base_card) if base_card else run / "base_card.md"
     if base_card.exists():
         text = base_card.read_text()
-        recipe = text.split("## Data and recipe", 1)[-1].split("\n## ", 1)[0].strip()
+        kept = text.split("## Data and recipe", 1)[-1].split("\n## ", 1)[0].strip()
         lines += ["", f"The kept layers' recipe (model `{merged['base']['model_id'][:8]}…`'s card):", ""]
-        lines += ["> " + ln if ln else ">" for ln in recipe.splitlines()]
+        lines += ["> " + ln if ln else ">" for ln in kept.splitlines()]
     if q:
         lines += quality_lines(q)
-    notes = run / "card_notes.md"
+    notes = Path(notes) if notes else run / "card_notes.md"
     if notes.exists():
         lines += ["", notes.read_text().strip()]
-    base_reproduce = made.get("base_reproduce", "unknown")
-    lines += ["", f"Reproduce: `{base_reproduce}` (model `{merged['base']['model_id'][:8]}…`), then "
-              f"`{made.get('command', 'bin/train-scene-layer')}`; numbers: "
+    first = ""
+    if made.get("command"):
+        # the commands that first made it, before the recipe was a file
+        first = (f"`{made.get('base_reproduce', 'unknown')}` (model `{merged['base']['model_id'][:8]}…`), "
+                 f"then `{made['command']}`")
+    if recipe:
+        reproduce = _reproduce(recipe) + (f"; made first by the scripts the recipe replaced: {first}" if first else "")
+    else:
+        reproduce = first or _reproduce(None)
+    lines += ["", f"Reproduce: {reproduce}; numbers: "
               f"`python benchmarks/model_quality.py --model models/default --anchor model`.", ""]
     text = "\n".join(lines)
     atomic_write_bytes(model / "README.md", text.encode())
     return text
 
 
+def picture_lines(manifest: dict) -> list[str]:
+    """The card's lines on a model's picture layers (docs/MODEL.md, "Picture layers"), from its manifest."""
+    lines = []
+    made = (manifest.get("provenance") or {}).get("picture_layer") or {}
+    for g, spec in (manifest.get("pictures") or {}).items():
+        by_group = (made.get("groups") or {}).get(g) or {}
+        chosen = {c["q"]: c for c in by_group.get("chosen", [])}
+        served = ", ".join(t for t, sg in manifest["serving"].items() if sg == g)
+        lines.append(f"- `{g}`: a picture layer serving {served} (docs/MODEL.md, \"Picture layers\"): the picture coded "
+                     f"by {spec['coding'].upper()} through Pillow{' (libavif ' + made['libavif'] + ')' if made.get('libavif') else ''}, "
+                     f"its container boxes deflated with a fixed dictionary (docs/FORMAT.md, \"Picture payload\"); rgb "
+                     f"is the decoded picture, edge and keypoint CONTRACT.md's filters of it. A DAG root and no "
+                     f"layer's parent: a scene task never reads it.")
+        if made.get("data"):
+            names = {"psnr": "rgb PSNR", "rgb": "rgb L1", "edge": "edge L1", "keypoint": "keypoint L1"}
+            crit = " and ".join(names.get(c, c) for c in by_group.get("criteria", ["psnr"]))
+            lines.append(f"- Its settings, chosen on the first {made['images']} pictures of `{made['data']}` (never the "
+                         f"test split): AVIF swept at 1, 1/2 and 1/4 of the picture's sides (the bench's settings); for "
+                         f"each quality's target rate the scale nearest AVIF's best over scales there by {crit} (the "
+                         f"least worst excess over the best scale), then that scale's setting whose mean rate is nearest "
+                         f"the target:")
+        lines += ["", "| q | target bpp | setting | bpp (layer) | bpp (plain AVIF) | rgb PSNR (dB) |", "|---|---|---|---|---|---|"]
+        for s in spec["qualities"]:
+            c = chosen.get(s["q"], {})
+            fmt = (lambda k, f: format(c[k], f) if k in c else "—")
+            lines.append(f"| {s['q']} | {s.get('target_bpp', '—')} | `{s['setting']}` | {fmt('bpp', '.4f')} | "
+                         f"{fmt('avif_bpp', '.4f')} | {fmt('psnr_db', '.2f')} |")
+        lines.append("")
+    base = made.get("base")
+    if base:
+        lines.append(f"- Every other layer kept byte for byte from model `{base['model_id']}` "
+                     f"({', '.join('`' + g + '`' for g in base['groups'])}: they code exactly the bits they coded there); "
+                     f"dropped: {', '.join('`' + g + '`' for g in base['dropped']) or 'none'}.")
+    return lines
+
+
+def write_picture_card(model: Path, base_card: Path | None = None, *, command: str | None = None,
+                       notes: str | None = None) -> str:
+    """The card of a model made by `tamc train picture-layer`: its picture layer, then the source
+    model's card's recipe (`base_card`), which made every layer kept."""
+    manifest = json.loads((model / "manifest.json").read_text())
+    base = ((manifest.get("provenance") or {}).get("picture_layer") or {}).get("base") or {}
+    lines = _head_lines(manifest, model) + picture_lines(manifest)
+    if base_card and Path(base_card).exists():
+        kept = Path(base_card).read_text().split("## Data and recipe", 1)[-1].split("\n## ", 1)[0].strip()
+        lines += ["", f"The kept layers' recipe (model `{base.get('model_id', '?')[:8]}…`'s card):", ""]
+        lines += ["> " + ln if ln else ">" for ln in kept.splitlines()]
+    if notes:
+        lines += ["", notes.strip()]
+    if command:
+        lines += ["", f"Reproduce: the source model's recipe, then `{command}`.", ""]
+    text = "\n".join(lines) + ("" if lines[-1] == "" else "\n")
+    atomic_write_bytes(model / "README.md", text.encode())
+    return text
+
+
+def main(argv: list[str] | None = None) -> str:
+    """The card of MODEL from RUN's records (a merged model's card when its manifest says it was merged)."""
+    import argparse
+
+    from ..errors import TamcInputError
+
+    ap = argparse.ArgumentParser(prog="python -m tamc_codec.train.card", description=main.__doc__)
+    ap.add_argument("--model", required=True, help="the model folder (its README.md is written)")
+    ap.add_argument("--run", required=True, help="the folder of the records of the stages that made it")
+    ap.add_argument("--quality", help="benchmarks/model_quality.py's record of the model")
+    ap.add_argument("--source-run", help="a continued model: the run of the stages before its stage 2")
+    ap.add_argument("--refit", action="append", default=[], help="a later stage 3's run (repeatable)")
+    ap.add_argument("--base-card", help="a merged model: the base model's card")
+    ap.add_argument("--dag-recheck", help="a merged model: benchmarks/dag_recheck.py's record")
+    ap.add_argument("--notes", help="a Markdown file added after the numbers (default RUN/card_notes.md)")
+    ap.add_argument("--recipe-record", help="RUN/recipe.json of `tamc train run`: the recipe the card names")
+    a = ap.parse_args(argv)
+    model, run = Path(a.model), Path(a.run)
+    manifest = _load(model / "manifest.json")
+    if manifest is None:
+        raise TamcInputError(f"{model}: no readable manifest.json")
+    recipe = _load(Path(a.recipe_record)) if a.recipe_record else None
+    quality = Path(a.quality) if a.quality else None
+    notes = Path(a.notes) if a.notes else None
+    if "merged" in (manifest.get("provenance") or {}):
+        return write_merged_card(run, model, quality, base_card=Path(a.base_card) if a.base_card else None,
+                                 dag_recheck=Path(a.dag_recheck) if a.dag_recheck else None, notes=notes, recipe=recipe)
+    return write_card(run, model, quality, source_run=Path(a.source_run) if a.source_run else None,
+                      refits=tuple(Path(r) for r in a.refit), notes=notes, recipe=recipe)
+
+
 if __name__ == "__main__":
-    print(write_card(Path(sys.argv[1]), Path(sys.argv[2]), Path(sys.argv[3])))
+    print(main())

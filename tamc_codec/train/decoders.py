@@ -14,7 +14,7 @@ training scenes' grid, so that it sees a room at the size it learnt rooms, whate
 group analysed the picture at. Only a decoder fitted to pooled latents may read them, so the
 choice is made here and written into the manifest with the decoders.
 
-The latents come from the exported model's own encoder (`codec.encode_image`), each training
+The latents come from the exported model's own encoder (`runtime.encode_image`), each training
 scene at one quality drawn at random and mirrored at random, so the decoders see exactly the
 values, quantisation included, that `tamc decode` hands them. Decoders are rebuilt in torch
 from their ONNX graphs (`train.rebuild`, checked against onnxruntime), which is what lets this
@@ -89,7 +89,7 @@ def fitted_context(rt: RuntimeModel, task: str, context: bool) -> list[str]:
 
 
 def _on_grid(x: torch.Tensor, hw: tuple[int, int]) -> torch.Tensor:
-    """A latent on a decoder's grid, as the codec puts it there (codec._on_grid)."""
+    """A latent on a decoder's grid, as the codec puts it there (runtime.resample.on_grid)."""
     h = x.shape[-2]
     if h > hw[0]:
         return F.avg_pool2d(x, h // hw[0])
@@ -102,16 +102,17 @@ def _on_grid(x: torch.Tensor, hw: tuple[int, int]) -> torch.Tensor:
 # --------------------------------------------------------------------------- latents as the codec decodes them
 
 def _code_scenes(rt: RuntimeModel, ds, groups: list[str], tasks: list[str],
-                 scenes: list[tuple[int, int, bool]], augment: bool = False) -> dict[str, np.ndarray]:
+                 scenes: list[tuple[int, int, bool]], augment: bool = False,
+                 threads: int | None = None) -> dict[str, np.ndarray]:
     """Decoded latents of `scenes` (index, quality, mirrored) of `ds`: codec_latents' work."""
-    from ..codec import encode_image
+    from ..runtime import encode_image
 
     out: dict[str, list[np.ndarray]] = {g: [] for g in groups}
     for i, q, flip in scenes:
         img = np.asarray(ds.arrays["rgb"][i])
         if augment:  # seeded by the scene, so that the cache and any worker split agree
             img = photometric_change(img, np.random.default_rng([17, i]))
-        res = encode_image(np.ascontiguousarray(img[:, ::-1] if flip else img), tasks, q, rt)
+        res = encode_image(np.ascontiguousarray(img[:, ::-1] if flip else img), tasks, q, rt, threads=threads)
         for g in groups:
             out[g].append(res.latents[g][0].astype(np.float16))
     return {g: np.stack(v) for g, v in out.items()}
@@ -127,14 +128,8 @@ def _worker_chunk(folder: str, data: str, groups: list[str], tasks: list[str], a
 
     if (folder, data) not in _WORKER_OPEN:
         _WORKER_OPEN[(folder, data)] = (RuntimeModel(folder), MultiTaskDataset(data, ("rgb",), train=False))
-    return _code_scenes(*_WORKER_OPEN[(folder, data)], groups, tasks, scenes, augment)
-
-
-def _one_thread() -> None:
-    """A coding worker's start: the workers share the cores, and the parameter graphs use one anyway."""
-    from .. import codec
-
-    codec.WORK_THREADS = 1
+    # one thread each: the workers share the cores
+    return _code_scenes(*_WORKER_OPEN[(folder, data)], groups, tasks, scenes, augment, threads=1)
 
 
 def codec_latents(rt: RuntimeModel, ds, groups: list[str], qualities: np.ndarray, flips: np.ndarray,
@@ -168,8 +163,7 @@ def codec_latents(rt: RuntimeModel, ds, groups: list[str], qualities: np.ndarray
     else:
         code = partial(_worker_chunk, str(rt.folder), ds.path, groups, tasks, augment)
         # spawned, not forked: the parent holds torch's and onnxruntime's thread pools
-        with ProcessPoolExecutor(min(workers, len(chunks)), mp_context=multiprocessing.get_context("spawn"),
-                                 initializer=_one_thread) as pool:
+        with ProcessPoolExecutor(min(workers, len(chunks)), mp_context=multiprocessing.get_context("spawn")) as pool:
             for c, part in zip(chunks, pool.map(code, chunks)):
                 parts.append(part)
                 bar.update(len(c))
@@ -209,7 +203,7 @@ def scene_tasks(rt: RuntimeModel, fitted: list[str], scene_decoding: bool) -> fr
 
 def _upsampled(pred: torch.Tensor, f: int, h: int, w: int) -> torch.Tensor:
     """The prediction at the picture's size, as the codec scales the output of a decoder that works at
-    f (codec.upsample: bilinear, half-pixel centres)."""
+    f (runtime.resample.upsample: bilinear, half-pixel centres)."""
     if f > 1:
         pred = F.interpolate(pred, scale_factor=f, mode="bilinear", align_corners=False)
     return pred[..., :h, :w]
@@ -271,7 +265,7 @@ def _losses(decoders, serving, contexts: dict[str, list[str]], src: _Source, idx
             fg, ft = (src.source_scales if at_source else src.scales)[t]
             y = targets[t]
             x = lat[serving[t]]
-            if ft > fg:  # the codec's area downsampling (codec.downsample) of the latent
+            if ft > fg:  # the codec's area downsampling (runtime.resample.downsample) of the latent
                 x = F.avg_pool2d(x, ft // fg)
             ctx = [_on_grid(lat[a], x.shape[-2:]) for a in contexts[t]]
             with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):

@@ -260,7 +260,8 @@ def export_model(codec_pt: str | Path, out_dir: str | Path, *, name: str, proven
 
 def replace_decoders(model_dir: str | Path, out_dir: str | Path, decoders: dict[str, nn.Module], *,
                      name: str | None = None, record: dict | None = None,
-                     scene_tasks: list[str] | None = None, context: dict[str, list[str]] | None = None) -> dict:
+                     scene_tasks: list[str] | None = None, context: dict[str, list[str]] | None = None,
+                     recipe: dict | None = None) -> dict:
     """Write a copy of an exported model with some task decoders replaced; returns its manifest.
 
     Everything that codes (analysis, entropy graphs, tables) is copied byte for byte, so the new
@@ -268,7 +269,8 @@ def replace_decoders(model_dir: str | Path, out_dir: str | Path, decoders: dict[
     (`scene_tasks`: the tasks decoded at scene scale, CONTRACT.md; None keeps the source's) and
     with them the model id change. `record` goes into the manifest's provenance under "decoders".
     `context` names the ancestor groups each new decoder reads besides its own (CONTRACT.md,
-    decoder context; a decoder not named reads its group alone).
+    decoder context; a decoder not named reads its group alone). `recipe` (the recipe that made the
+    new model, from `tamc train run`) goes into the provenance under "recipe"; the source's is not kept.
     """
     from ..errors import TamcInputError
     from ..runtime.manifest import read_manifest, read_reference
@@ -306,7 +308,8 @@ def replace_decoders(model_dir: str | Path, out_dir: str | Path, decoders: dict[
     manifest["same_coding_as"] = same
     manifest["decoders"] = specs
     manifest["name"] = name or out.name
-    manifest["provenance"] = {**manifest.get("provenance", {}), "decoders": record or {}}
+    manifest["provenance"] = {**{k: v for k, v in manifest.get("provenance", {}).items() if k != "recipe"},
+                              "decoders": record or {}, **({"recipe": recipe} if recipe else {})}
     if scene_tasks is not None:
         # stage 3's scale when the source had none
         scene = {**(manifest.pop("scene_scale", None) or {"size": DEFAULT_SCENE_SIZE, "groups": []}),

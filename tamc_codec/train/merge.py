@@ -49,6 +49,9 @@ def merge_models(base_dir: str | Path, added_dir: str | Path, out_dir: str | Pat
     if out.resolve() in (base_dir.resolve(), added_dir.resolve()):
         raise TamcInputError("write the merged model to another folder than its sources")
     base, added = read_manifest(base_dir), read_manifest(added_dir)
+    if base.get("pictures") or added.get("pictures"):
+        raise TamcInputError("merge the models' learned layers first, then add the picture layer "
+                             "(tamc train picture-layer): a model with a picture layer cannot be merged")
     for key in SHARED_KEYS:
         if base.get(key) != added.get(key):
             raise TamcInputError(f"the models differ in {key} ({base.get(key)!r} / {added.get(key)!r})")
@@ -107,7 +110,10 @@ def merge_models(base_dir: str | Path, added_dir: str | Path, out_dir: str | Pat
     # tasks decoded at scene scale from a full-size group: only those the base still serves that way
     scene_tasks = [t for t in base.get("scene_scale", {}).get("tasks", ()) if serving[t] in kept
                    and serving[t] not in scene_groups]
-    sizes = {sc["size"] for sc in (base.get("scene_scale"), added.get("scene_scale")) if sc}
+    # the base's scene size matters only where one of its kept groups or tasks works at scene scale
+    base_scene = base.get("scene_scale") or {}
+    base_uses_it = bool(set(base_scene.get("groups", ())) & set(kept) or scene_tasks)
+    sizes = {sc["size"] for sc in (base_scene if base_uses_it else None, added.get("scene_scale")) if sc}
     if len(sizes) > 1:
         raise TamcInputError(f"the models' scene scales differ ({sorted(sizes)})")
     parents = {g: None for g in added["groups"]}

@@ -4,7 +4,7 @@ Geometry is untouched, so seg, depth and normal labels stay right. Edge, keypoin
 are made of the pixels: a changed picture needs them made again from it (`pixel_labels`, the data
 pipeline's own filters and storage rounding), or it must not be shown to those tasks. Stage 3
 (`--augment`) codes changed 8-bit pictures for the scene tasks' decoders; stage 2 (`--augment`)
-changes its training tensors the same way, for more groups with `--augment-pixels`.
+changes its training tensors the same way, for more groups with `--experimental augment-pixels=1`.
 """
 from __future__ import annotations
 

@@ -74,7 +74,7 @@ def rebuild_decoder(rt: RuntimeModel, task: str) -> TaskDecoder:
     spec = rt.manifest["decoders"].get(task)
     if spec is None:
         raise TamcModelError(f"{rt.folder}: the model does not serve {task}")
-    path = rt._path(spec["file"])
+    path = rt.verified_file(spec["file"])
     named, anonymous, norm = _read_graph(path)
     c = int(rt.manifest["latent_channels"])
     try:
@@ -105,7 +105,7 @@ def rebuild_encoder(rt: RuntimeModel, group: str, cfg: NetConfig) -> GroupEncode
     """`group`'s analysis transform with the exported weights, its shape read from them; `cfg`
     supplies the rest of the network's settings (latent channels, norms)."""
     spec = rt.manifest["graphs"][group]["analysis"]
-    path = rt._path(spec["file"])
+    path = rt.verified_file(spec["file"])
     named, anonymous, norm = _read_graph(path)
     try:
         convs = sorted((int(m.group(1)), k) for k in named if (m := re.fullmatch(r"net\.(\d+)\.weight", k))

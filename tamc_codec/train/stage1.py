@@ -10,7 +10,6 @@ different units weigh alike and "loss < 0.5" reads "halves the trivial loss".
 """
 from __future__ import annotations
 
-import os
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -19,16 +18,17 @@ import numpy as np
 import torch
 
 from ..contract import TASKS, group_tasks, sort_tasks
-from ..data.torch_dataset import MultiTaskDataset, StepBatches, collate, step_batches
-from ..errors import TamcInputError, TamcModelError
+from ..data.torch_dataset import MultiTaskDataset, StepBatches, step_batches
+from ..errors import TamcInputError
 from ..nets.multitask import MultiGroupModel, NetConfig, count_parameters
-from ..runtime.model import RuntimeModel
-from ..tasks import metrics as M
 from ..tasks.losses import task_loss
-from ..tasks.registry import TASK_SPECS
-from . import PRECISIONS, VIEWS
-from .common import (Dist, cpu_state_dict, git_commit, init_distributed, load_checkpoint, save_checkpoint,
+from . import PRECISIONS
+from .anchor import load_anchor
+from .common import (cpu_state_dict, git_commit, init_distributed, load_checkpoint, save_checkpoint,
                      seed_everything, set_threads, warmup_cosine_lr, write_json)
+from .device import hardware, model_device, to_device, training_device
+from .evaluation import evaluate, mean_maps, ordered_batches, trivial_losses
+from .views import training_views
 
 CHECKPOINT = "checkpoint.pt"
 RECORD = "stage1.json"
@@ -90,129 +90,7 @@ class Stage1Config:
     workers: int = 0
 
 
-# --------------------------------------------------------------------------- trivial predictor
-
-
-def mean_maps(ds: MultiTaskDataset, tasks: list[str], limit: int) -> dict[str, torch.Tensor]:
-    """Per-pixel mean label over up to `limit` training scenes (class frequencies for seg)."""
-    n = min(limit, len(ds))
-    sums: dict[str, torch.Tensor] = {}
-    counts: dict[str, torch.Tensor] = {}
-    for i in range(n):
-        s = ds.sample(i)
-        for t in tasks:
-            v = s[t]
-            if t == "seg":
-                v = torch.nn.functional.one_hot(v, TASK_SPECS["seg"].channels).permute(2, 0, 1).float()
-                w = torch.ones_like(v[:1])
-            else:
-                w = torch.isfinite(v[:1]).float()
-                v = torch.nan_to_num(v)
-            sums[t] = sums.get(t, 0) + v * w
-            counts[t] = counts.get(t, 0) + w
-    out = {}
-    for t in tasks:
-        m = sums[t] / counts[t].clamp(min=1)
-        if t == "seg":
-            m = torch.log(m.clamp(min=1e-4))  # as logits: softmax gives back the frequencies
-        out[t] = m
-    return out
-
-
-def trivial_losses(maps: dict[str, torch.Tensor], val: MultiTaskDataset, batch: int = 8) -> dict[str, float]:
-    totals = {t: 0.0 for t in maps}
-    n = 0
-    for items in _batches(val, batch):
-        b = items
-        k = b["image"].shape[0]
-        for t, m in maps.items():
-            totals[t] += float(task_loss(t, m.expand(k, *m.shape), b[t])) * k
-        n += k
-    return {t: v / n for t, v in totals.items()}
-
-
-def _batches(ds: MultiTaskDataset, batch: int):
-    for start in range(0, len(ds), batch):
-        yield collate([ds.sample(i) for i in range(start, min(start + batch, len(ds)))])
-
-
-# --------------------------------------------------------------------------- evaluation
-
-
-class TaskMetrics:
-    """Human metrics (CONTRACT units) of one task's predictions against normalised targets."""
-
-    def __init__(self, task: str):
-        self.task = task
-        self.acc = {"seg": M.SegIoU, "depth": M.DepthError, "normal": M.AngularError,
-                    "edge": M.MeanAbs, "keypoint": M.MeanAbs}.get(task, lambda: None)()
-        self.psnr_sum = 0.0
-        self.n = 0
-
-    def update(self, pred: torch.Tensor, target: torch.Tensor) -> None:
-        spec = TASK_SPECS[self.task]
-        p, t = pred.detach().float().cpu().numpy(), target.detach().cpu().numpy()
-        for i in range(len(p)):
-            if self.task == "seg":
-                self.acc.update(p[i].argmax(0), t[i])
-            elif self.task == "depth":
-                valid = np.isfinite(t[i][0])
-                gt = np.nan_to_num(t[i][0]) * spec.scale + spec.offset
-                self.acc.update(p[i][0] * spec.scale + spec.offset, gt, valid)
-            elif self.task == "normal":
-                valid = np.isfinite(t[i][0])
-                self.acc.update(np.moveaxis(p[i], 0, -1), np.nan_to_num(np.moveaxis(t[i], 0, -1)), valid)
-            elif self.task in ("edge", "keypoint"):
-                self.acc.update(np.maximum(p[i][0] * spec.scale + spec.offset, 0), t[i][0] * spec.scale + spec.offset)
-            else:
-                self.psnr_sum += M.psnr(np.clip(p[i], 0, 1) * 255.0, t[i] * 255.0)
-                self.n += 1
-
-    def result(self) -> dict[str, float]:
-        if self.task == "seg":
-            return {"miou": self.acc.result()}
-        if self.task == "depth":
-            return self.acc.result()
-        if self.task == "normal":
-            return {"angular_error_deg": self.acc.result()}
-        if self.task in ("edge", "keypoint"):
-            return {"l1": self.acc.result()}
-        return {"psnr_db": self.psnr_sum / max(self.n, 1)}
-
-
-def model_device(model: torch.nn.Module) -> torch.device:
-    return next(model.parameters()).device
-
-
-def to_device(batch: dict[str, torch.Tensor], device: torch.device) -> dict[str, torch.Tensor]:
-    if device.type == "cpu":
-        return batch
-    return {k: v.to(device, non_blocking=True) for k, v in batch.items()}
-
-
-@torch.no_grad()
-def evaluate(model: MultiGroupModel, val: MultiTaskDataset, trivial: dict[str, float], batch: int = 8) -> dict:
-    """Validation losses of every (group, task) pair, normalised by the trivial loss, and metrics."""
-    was_training = model.training
-    model.eval()
-    sums: dict[tuple[str, str], float] = {}
-    mets = {(g, t): TaskMetrics(t) for g in model.groups for t in group_tasks(g)}
-    n = 0
-    device = model_device(model)
-    for b in _batches(val, batch):
-        b = to_device(b, device)
-        k = b["image"].shape[0]
-        preds = model(b["image"])
-        for (g, t), p in preds.items():
-            sums[(g, t)] = sums.get((g, t), 0.0) + float(task_loss(t, p, b[t])) * k
-            mets[(g, t)].update(p, b[t])
-        n += k
-    model.train(was_training)
-    per_pair = {}
-    for (g, t), s in sums.items():
-        raw = s / n
-        per_pair.setdefault(g, {})[t] = {"loss": raw, "normalised": raw / trivial[t], **mets[(g, t)].result()}
-    return per_pair
+# --------------------------------------------------------------------------- serving
 
 
 def choose_serving(per_pair: dict) -> dict[str, str]:
@@ -238,7 +116,7 @@ def dump_latents(model: MultiGroupModel, val: MultiTaskDataset, path: Path, batc
     model.eval()
     parts: dict[str, list[np.ndarray]] = {g: [] for g in model.coded_groups}
     device = model_device(model)
-    for b in _batches(val, batch):
+    for b in ordered_batches(val, batch):
         for g, y in model.encode(b["image"].to(device), model.coded_groups).items():
             parts[g].append(y.float().cpu().numpy())
     arrays = {g: np.concatenate(v).astype(np.float32) for g, v in parts.items()}
@@ -248,37 +126,6 @@ def dump_latents(model: MultiGroupModel, val: MultiTaskDataset, path: Path, batc
 
 
 # --------------------------------------------------------------------------- training
-
-def training_views(crops: MultiTaskDataset, data: str, views: str,
-                   large_data: str | None = None, large_crop: int | None = None) -> list[MultiTaskDataset]:
-    """The datasets that training batches alternate between (Stage1Config.views, large_data
-    and large_crop); `crops` is the training folder `data` read as random crops."""
-    if views not in VIEWS:
-        raise TamcInputError(f"unknown views {views!r} (known: {', '.join(VIEWS)})")
-    sources = [crops]
-    crop = crops.crop
-    if views in ("mix", "rooms"):
-        if crop is None or crop >= crops.size or crops.size % crop:
-            raise TamcInputError(f"--views {views} needs a crop that divides the scene size ({crops.size}) "
-                                 f"into whole scenes at a smaller scale; got --crop {crop}")
-        sources.append(MultiTaskDataset(data, crops.tasks, crop=None, train=True, downsample=crops.size // crop))
-    if views == "rooms":
-        sources.append(MultiTaskDataset(data, crops.tasks, crop=None, train=True))
-    if large_crop is not None and large_data is None:
-        raise TamcInputError("--large-crop is the crop of --large-data's scenes; give --large-data too")
-    if large_data is not None:
-        large_side = large_crop or crop
-        large = MultiTaskDataset(large_data, crops.tasks, train=True)
-        if large.size <= crops.size:
-            raise TamcInputError(f"--large-data scenes ({large.size}²) must be larger than --data's "
-                                 f"({crops.size}²): they add the scale of larger pictures")
-        if large_side is not None and not 0 < large_side <= large.size:
-            raise TamcInputError(f"--large-crop {large_side} does not fit --large-data's scenes ({large.size}²)")
-        large.crop = large_side
-        sources.append(large)
-    return sources
-
-
 
 def train_stage1(cfg: Stage1Config, *, progress: bool = True, log=print, stop_after: int | None = None,
                  max_minutes: float | None = None) -> dict:
@@ -463,29 +310,6 @@ def init_from_anchor(model: MultiGroupModel, path: str) -> None:
     model.load_state_dict(source.state_dict())
 
 
-def hardware(device: torch.device) -> str:
-    """What trained the run, for the record and the model card."""
-    if device.type == "cuda":
-        return f"{torch.cuda.get_device_name(device)} GPU"
-    import platform
-
-    return f"{platform.machine()} CPU, {torch.get_num_threads()} threads"
-
-
-def training_device(name: str, dist_info: Dist) -> torch.device:
-    """The torch device of --device; under torchrun each rank takes its LOCAL_RANK's GPU."""
-    if name == "cpu":
-        return torch.device("cpu")
-    if name != "cuda":
-        raise TamcInputError(f"unknown device {name!r} (known: cpu, cuda)")
-    if not torch.cuda.is_available():
-        raise TamcInputError("--device cuda: no CUDA device is available here")
-    local = int(os.environ.get("LOCAL_RANK", dist_info.rank))
-    torch.cuda.set_device(local)
-    torch.backends.cudnn.benchmark = True
-    return torch.device("cuda", local)
-
-
 def tie_encoders(model: MultiGroupModel) -> None:
     """Give every group's encoder the first one's weights (the start of a shared warm-up)."""
     first = next(iter(model.encoders.values())).state_dict()
@@ -517,34 +341,4 @@ def _ranks_in_sync(model: torch.nn.Module) -> bool:
     return all(torch.equal(g, gathered[0]) for g in gathered)
 
 
-def load_anchor(path: str | Path, seed: int = 0) -> MultiGroupModel:
-    """The stage-1 network saved as OUT/anchor.pt (used by benchmarks and stages 1 and 2), or an
-    exported model folder's networks rebuilt from its graphs (train.rebuild, which draws the decoders
-    the model never exported from `seed`)."""
-    if not Path(path).exists():
-        raise TamcInputError(f"{path}: no such anchor.pt or model folder")
-    if Path(path).is_dir():
-        from .rebuild import rebuild_network
-
-        return rebuild_network(path, seed)
-    state = torch.load(Path(path), map_location="cpu", weights_only=False)
-    d = state["describe"]
-    model = MultiGroupModel(d["groups"], NetConfig.from_dict(d["config"]), d["serving"])
-    model.load_state_dict(state["model"])
-    model.eval()
-    return model
-
-
-def anchor_trivial(path: str | Path) -> dict[str, float]:
-    """The trivial losses `load_anchor(path)`'s losses are divided by: the ones its stage 1
-    measured on validation, which an exported model keeps in its reference.json."""
-    if Path(path).is_dir():
-        trivial = RuntimeModel(Path(path)).trivial_loss
-        if not trivial:
-            raise TamcModelError(f"{path}: no reference.json with trivial losses for this model")
-        return trivial
-    return torch.load(Path(path), map_location="cpu", weights_only=False)["trivial"]
-
-
-__all__ = ["Stage1Config", "train_stage1", "evaluate", "choose_serving", "dump_latents", "load_anchor", "anchor_trivial",
-           "TASKS"]
+__all__ = ["Stage1Config", "train_stage1", "choose_serving", "dump_latents", "TASKS"]

@@ -25,11 +25,13 @@ from ..nets.multitask import MultiGroupModel, count_parameters
 from ..runtime.manifest import DEFAULT_PARENT_INPUT, PARENT_INPUTS
 from ..tasks.losses import task_loss
 from . import DEFAULT_GAIN_RANGE, DEFAULT_LAMBDAS
+from .anchor import anchor_trivial, load_anchor
 from .common import (Dist, cpu_state_dict, git_commit, load_checkpoint, save_checkpoint, seed_everything,
                      set_threads, write_json)
+from .device import hardware, model_device, to_device, training_device
+from .evaluation import TaskMetrics
 from .photometric import PIXEL_TASKS, photometric_batch, pixel_labels
-from .stage1 import (TaskMetrics, anchor_trivial, hardware, load_anchor, model_device, to_device, training_device,
-                     training_views)
+from .views import training_views
 
 CHECKPOINT = "checkpoint.pt"
 RECORD = "stage2.json"
@@ -163,7 +165,7 @@ def served_tasks(base: MultiGroupModel) -> dict[str, list[str]]:
 
 def load_dag(path: str | Path, groups: list[str], no_parents: bool = False) -> tuple[dict, list[str]]:
     """Parents and coding order of the model's groups from a validated dag.json."""
-    from ..lookahead.dag import load_dag_json
+    from ..dag.dag import load_dag_json
 
     d = load_dag_json(path)
     if sorted(d["order"]) != sorted(groups):
@@ -209,7 +211,8 @@ def evaluate_rd(model: CodecModel, val: MultiTaskDataset, trivial: dict[str, flo
 
 def train_stage2(cfg: Stage2Config, *, progress: bool = True, log=print, stop_after: int | None = None) -> dict:
     if cfg.augment_pixels and not cfg.augment:
-        raise TamcInputError("--augment-pixels needs --augment: it says who sees the changed pictures")
+        raise TamcInputError("augment-pixels (--experimental augment-pixels=1) needs --augment: it says who sees "
+                              "the changed pictures")
     set_threads()
     seed_everything(cfg.seed)
     out = Path(cfg.out)
