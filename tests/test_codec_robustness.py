@@ -46,21 +46,22 @@ def small_tamc(small_png, tmp_path_factory) -> Path:
 
 def test_thin_image_is_refused_by_its_padded_size_before_any_pixel(tmp_path, capsys):
     rt = runtime.load_model(MODEL)
-    # 1 x 9000 fits any pixel count, but the pad multiple at that long side is 2048
-    assert runtime.check_image_size(rt, 1, 4000) == (1024, 4096)
-    with pytest.raises(TamcInputError, match="padded to 2048x10240 = 20,971,520 pixels"):
+    # 1 x 9000 fits any pixel count, but the pad multiple at that long side is 4096 (the scene layer
+    # analyses it at 1/64 of its sides, 128 px across)
+    assert runtime.check_image_size(rt, 1, 4000) == (2048, 4096)
+    with pytest.raises(TamcInputError, match="padded to 4096x12288 = 50,331,648 pixels"):
         runtime.check_image_size(rt, 1, 9000)
     # a header without pixel data: refused on the limit, so no pixel was ever decoded
     (tmp_path / "thin.png").write_bytes(png_header_only(9000, 1))
     t = time.perf_counter()
     code, _, err = tamc(capsys, "encode", tmp_path / "thin.png", "--model", MODEL)
-    assert_one_line_error(code, err, "thin.png", "1x9000 (HxW) is padded to 2048x10240", "--allow-large")
+    assert_one_line_error(code, err, "thin.png", "1x9000 (HxW) is padded to 4096x12288", "--allow-large")
     with pytest.raises(TamcInputError, match="thin.png: 1x9000 .* allow_large=True"):
         tamc_codec.encode(str(tmp_path / "thin.png"), model=MODEL)
     # arrays and PIL images go through the same check
-    with pytest.raises(TamcInputError, match="2048x10240"):
+    with pytest.raises(TamcInputError, match="4096x12288"):
         tamc_codec.encode(np.zeros((1, 9000, 3), np.uint8), model=MODEL)
-    with pytest.raises(TamcInputError, match="2048x10240"):
+    with pytest.raises(TamcInputError, match="4096x12288"):
         tamc_codec.encode(Image.new("RGB", (9000, 1)), model=MODEL)
     assert time.perf_counter() - t < 10
     assert sorted(p.name for p in tmp_path.iterdir()) == ["thin.png"]
@@ -100,8 +101,8 @@ def test_onnxruntime_allocation_failure_is_one_out_of_memory_line(small_png, sma
         raise _allocation_failure()
 
     monkeypatch.setattr(ort.InferenceSession, "run", fail)
-    with pytest.raises(MemoryError):
-        runtime.encode_image(small_png, "rgb", 1, MODEL)
+    with pytest.raises(MemoryError):  # depth: a learned layer, run by onnxruntime (rgb's is AVIF)
+        runtime.encode_image(small_png, "depth", 1, MODEL)
     code, _, err = tamc(capsys, "encode", small_png, "-o", tmp_path / "x.tamc", "--model", MODEL)
     assert_one_line_error(code, err, "out of memory")
     code, _, err = tamc(capsys, "decode", small_tamc, "-t", "depth", "-o", tmp_path / "x.png", "--model", MODEL)
@@ -110,7 +111,7 @@ def test_onnxruntime_allocation_failure_is_one_out_of_memory_line(small_png, sma
     # any other onnxruntime failure stays what it was: not reported as memory
     monkeypatch.setattr(ort.InferenceSession, "run", lambda self, *a, **k: (_ for _ in ()).throw(RuntimeError("x")))
     with pytest.raises(RuntimeError):
-        runtime.encode_image(small_png, "rgb", 1, MODEL)
+        runtime.encode_image(small_png, "depth", 1, MODEL)
 
 
 # --------------------------------------------------------------------------- 3. signals
