@@ -34,10 +34,9 @@ def main(argv: list[str] | None = None) -> dict:
     rt = load_model(args.model)
     if not rt.pictures:
         sys.exit(f"{args.model} has no picture layer")
-    group, spec = next(iter(rt.pictures.items()))
     pictures, names = read_pictures(args.data, args.images)
     rows = []
-    for s in spec["qualities"]:
+    for group, s in ((g, s) for g, spec in rt.pictures.items() for s in spec["qualities"]):
         avif_b, payload_b, heads, deflated, pixels, exact = [], [], [], [], 0, 0
         for img in pictures:
             data = encode_avif(downscale(img, s["scale"]), s["avif"])
@@ -49,24 +48,24 @@ def main(argv: list[str] | None = None) -> dict:
             deflated.append(len(payload) - (len(data) - avif_split(data)))
             pixels += img.shape[0] * img.shape[1]
         saved = np.array(avif_b) - np.array(payload_b)
-        rows.append({"q": s["q"], "setting": s["setting"], "images": len(pictures),
+        rows.append({"group": group, "q": s["q"], "setting": s["setting"], "images": len(pictures),
                      "avif_bytes": float(np.mean(avif_b)), "payload_bytes": float(np.mean(payload_b)),
                      "container_bytes": float(np.mean(heads)), "deflated_container_bytes": float(np.mean(deflated)),
                      "saved_bytes": float(np.mean(saved)), "saved_min": int(saved.min()), "saved_max": int(saved.max()),
                      "saved_percent": float(100 * saved.sum() / np.sum(avif_b)),
                      "avif_bpp": 8 * float(np.sum(avif_b)) / pixels, "payload_bpp": 8 * float(np.sum(payload_b)) / pixels,
                      "byte_exact": f"{exact}/{len(pictures)}"})
-    doc = {"schema": "tamc.avif_stripping/1", "model": rt.id, "group": group, "data": args.data,
+    doc = {"schema": "tamc.avif_stripping/1", "model": rt.id, "groups": list(rt.pictures), "data": args.data,
            "files": [Path(n).name for n in names], "qualities": rows,
            "command": "python benchmarks/avif_stripping.py " + " ".join(argv if argv is not None else sys.argv[1:]),
            "runtime_s": round(time.perf_counter() - t0, 1)}
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(doc, indent=1) + "\n")
-    print(f"{'q':>2} {'setting':<14} {'AVIF B':>8} {'layer B':>8} {'container':>9} {'deflated':>8} {'saved B':>8} "
+    print(f"{'group':<18} {'q':>2} {'setting':<14} {'AVIF B':>8} {'layer B':>8} {'container':>9} {'deflated':>8} {'saved B':>8} "
           f"{'saved %':>7} {'bpp':>7} {'exact':>6}")
     for r in rows:
-        print(f"{r['q']:>2} {r['setting']:<14} {r['avif_bytes']:8.0f} {r['payload_bytes']:8.0f} {r['container_bytes']:9.0f} "
+        print(f"{r['group']:<18} {r['q']:>2} {r['setting']:<14} {r['avif_bytes']:8.0f} {r['payload_bytes']:8.0f} {r['container_bytes']:9.0f} "
               f"{r['deflated_container_bytes']:8.1f} {r['saved_bytes']:8.1f} {r['saved_percent']:7.2f} "
               f"{r['payload_bpp']:7.4f} {r['byte_exact']:>6}")
     return doc

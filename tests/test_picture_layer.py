@@ -373,6 +373,10 @@ def test_the_build_command_measures_its_settings(tmp_path, capsys):
     m = json.loads((out / "manifest.json").read_text())
     assert [s["setting"] for s in m["pictures"]["edge+keypoint+rgb"]["qualities"]] == [c["label"] for c in chosen["qualities"]]
     assert m["provenance"]["picture_layer"]["images"] == 2
+    # the BD-rates of the chosen settings against AVIF at its best scale on the same pictures
+    vbd = doc["validation_bd_rate"]
+    assert set(vbd) == {"edge", "keypoint", "rgb"} and set(vbd["rgb"]) == {"loss", "psnr"}
+    assert m["provenance"]["picture_layer"]["validation_bd_rate"]["edge"]["loss"] == vbd["edge"]["loss"]["value"]
     # --reuse measures nothing again: the same choice from the same measurements
     reused, record2 = tmp_path / "reused", tmp_path / "settings2.json"
     picture_layer.main(["-m", str(TINY), "--from-data", str(pics), "--targets", "0.2,0.8,3", "--out", str(reused),
@@ -412,3 +416,16 @@ def test_several_picture_groups(tmp_path, capsys):
     with pytest.raises(TamcInputError, match="each task in one group"):
         picture_layer.main(["-m", str(TINY), "--settings", str(settings), "--groups", "keypoint,edge+keypoint",
                             "--out", str(tmp_path / "bad")], standalone_mode=False)
+    # a model's picture layers chosen again: the learned layers keep their bits, the old pictures go
+    one = tmp_path / "one.json"
+    one.write_text(json.dumps(SETTINGS))
+    again = tmp_path / "again"
+    picture_layer.main(["-m", str(out), "--settings", str(one), "--out", str(again)], standalone_mode=False)
+    rt2 = load_model(str(again))
+    assert rt2.groups == ["seg+depth+normal", "depth+edge", "edge+keypoint+rgb"] and list(rt2.pictures) == ["edge+keypoint+rgb"]
+    assert json.loads((again / "manifest.json").read_text())["files"] == {
+        f: h for f, h in json.loads((out / "manifest.json").read_text())["files"].items() if f != "tables.npz"} | {
+        "tables.npz": json.loads((again / "manifest.json").read_text())["files"]["tables.npz"]}
+    with pytest.raises(TamcInputError, match="would still serve edge, rgb"):
+        picture_layer.main(["-m", str(out), "--settings", str(one), "--groups", "keypoint", "--out", str(tmp_path / "k")],
+                           standalone_mode=False)

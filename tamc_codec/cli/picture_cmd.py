@@ -64,10 +64,14 @@ def picture_layer(base, out, name, data, images, targets, settings_file, record,
     The source model's other groups are copied byte for byte: they code exactly the bits they
     coded there. A new model id; docs/MODEL.md, "Picture layers".
 
+    It prints each task's BD-rate on those pictures against AVIF at its best scale, by which a
+    grouping is chosen (docs/MODEL.md). MODEL's own picture layers, if any, are replaced.
+
     \b
-    Example (the shipped model, docs/RESULTS.md):
+    Examples (docs/RESULTS.md):
+      tamc train picture-layer -m MODEL --from-data data/val512 --images 16 --out NEW
       tamc train picture-layer -m models/default --from-data data/val512 --images 16 \\
-          --groups keypoint,edge+rgb --out runs/picture/model --name default
+          --groups edge+keypoint,rgb --out runs/picture/model_ekr --name default
     """
     from ..contract import group_id, group_tasks
     from ..runtime.manifest import PICTURE_TASKS, read_manifest
@@ -129,14 +133,24 @@ def picture_layer(base, out, name, data, images, targets, settings_file, record,
             results[g] = choose_settings(measure, target_list, threads, log=log, known=known,
                                          criteria=criteria_of(group_tasks(g)))
         chosen = {g: r["qualities"] for g, r in results.items()}
+        from ..picture_layer.build import validation_bd
+
+        h, w = pictures[0].shape[:2]
+        measured = sorted(measure.cache.values(), key=lambda r: (r["scale"], r["setting"]))
+        vbd = validation_bd(measured, chosen,
+                            header_bytes=48 + 11 * (len(group_list) + len(m["groups"])), pixels=h * w)
+        for t, r in vbd.items():
+            click.echo(f"validation BD-rate of {t} against AVIF at its best scale: " + ", ".join(
+                f"{k} {v['value']:+.1f} %" if v["value"] is not None else f"{k} {v['status']}" for k, v in r.items()),
+                err=True)
         from PIL import features
 
-        measured = sorted(measure.cache.values(), key=lambda r: (r["scale"], r["setting"]))
         provenance = {"data": str(data), "images": len(pictures), "targets": target_list,
                       "libavif": features.version("avif"),
                       "groups": {g: {"criteria": criteria_of(group_tasks(g)),
                                      "chosen": [{k: c[k] for k in ("q", "label", "bpp", "avif_bpp", "psnr_db", "loss")}
                                                 for c in chosen[g]]} for g in group_list},
+                      "validation_bd_rate": {t: {k: v["value"] for k, v in r.items()} for t, r in vbd.items()},
                       "measured": measured}
         if record:
             from ..atomic import atomic_write_bytes
@@ -144,7 +158,7 @@ def picture_layer(base, out, name, data, images, targets, settings_file, record,
             doc = {"schema": "tamc.picture_settings/2", "data": str(data), "images": len(pictures), "files": names,
                    "targets": target_list, "libavif": provenance["libavif"],
                    "groups": {g: {"criteria": criteria_of(group_tasks(g)), "qualities": chosen[g]} for g in group_list},
-                   "measured": measured, "command": sys.argv}
+                   "validation_bd_rate": vbd, "measured": measured, "command": sys.argv}
             atomic_write_bytes(record, (json.dumps(doc, indent=1) + "\n").encode())
     for g, c in chosen.items():
         if len(c) != n_q:

@@ -241,6 +241,30 @@ def choose_settings(images: list[np.ndarray] | Measurer, targets: list[float], t
     return {"qualities": chosen, "measured": sorted(measure.cache.values(), key=lambda r: (r["scale"], r["setting"]))}
 
 
+def validation_bd(measured: list[dict], chosen: dict[str, list[dict]], header_bytes: float = 70.0,
+                  pixels: float = 512 * 512) -> dict[str, dict]:
+    """Each picture task's BD-rate (%, PCHIP, as the bench computes it) of the chosen settings
+    against AVIF's best variant on the measured pictures: the lower envelope of every measured
+    scale and setting, at the plain AVIF file's rate; the picture layers at their payload's rate
+    plus `header_bytes` (a file's header and index) over `pixels`. Losses as Measurer's; rgb also
+    by PSNR. Negative: the layers need fewer bits than AVIF at its best scale."""
+    from ..bench.curves import bd_rate
+    from ..contract import group_tasks
+
+    by_key = {(m["scale"], m["setting"]): m for m in measured}
+    head = 8 * header_bytes / pixels
+    out: dict[str, dict] = {}
+    for g, settings in chosen.items():
+        pts = [by_key[(int(c["scale"]), int(c["setting"]))] for c in settings]
+        for t in group_tasks(g):
+            for c in (("rgb", "psnr") if t == "rgb" else (t,)):
+                value = (lambda p: p["psnr_db"]) if c == "psnr" else (lambda p, c=c: p["loss"][c])
+                r = bd_rate([m["avif_bpp"] for m in measured], [value(m) for m in measured],
+                            [p["bpp"] + head for p in pts], [value(p) for p in pts], higher_is_better=c == "psnr")
+                out.setdefault(t, {})["psnr" if c == "psnr" else "loss"] = r
+    return out
+
+
 # --------------------------------------------------------------------------- the model
 
 
@@ -293,8 +317,12 @@ def build_picture_model(base_dir: str | Path, out_dir: str | Path, qualities: li
     clash = [g for g in pictures if g in kept]
     if clash:
         raise TamcInputError(f"the model keeps a learned group {clash[0]}, a picture group's id")
-    if base.get("pictures"):
-        raise TamcInputError(f"{base_dir} has a picture layer already")
+    # the base's own picture layers are replaced: one left serving a task would keep tasks of another
+    kept_pictures = [g for g in kept if g in base.get("pictures", {})]
+    if kept_pictures:
+        raise TamcInputError(f"{base_dir}'s picture layer {kept_pictures[0]} would still serve "
+                             f"{', '.join(t for t, g in serving.items() if g == kept_pictures[0])}: "
+                             "name every task it serves in the new picture groups")
     serving.update({t: g for g in pictures for t in group_tasks(g)})
     groups = kept + pictures
 
@@ -379,5 +407,5 @@ def build_picture_model(base_dir: str | Path, out_dir: str | Path, qualities: li
     return manifest
 
 
-__all__ = ["DEFAULT_TARGETS", "DEFAULT_IMAGES", "Measurer", "build_picture_model", "choose_settings",
-           "picture_qualities", "read_pictures"]
+__all__ = ["CRITERIA", "DEFAULT_TARGETS", "DEFAULT_IMAGES", "Measurer", "build_picture_model", "choose_settings",
+           "criteria_of", "excess", "picture_qualities", "read_pictures", "validation_bd"]
