@@ -30,7 +30,8 @@ def encode(image: Any, tasks: Any = "all", quality: int | None = None, model: st
 def decode(data: bytes, task: str, model: str | None = None, allow_large: bool = False) -> "np.ndarray":
     """Decode one task's raw output (units in docs/CONTRACT.md) from .tamc bytes.
 
-    A file declaring a padded size above tamc_codec.limits.MAX_PIXELS is refused before anything
+    A file whose padded size (declared by a version-1 or -2 file; the model's padding of a
+    version-3 file's image size) exceeds tamc_codec.limits.MAX_PIXELS is refused before anything
     is allocated, unless allow_large.
     """
     from .runtime import decode as _decode

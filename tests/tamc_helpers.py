@@ -3,19 +3,29 @@ from __future__ import annotations
 
 import struct
 import zlib
+from dataclasses import replace
 
 import numpy as np
 
-from tamc_codec.bitstream import Header, LayerSpec, pack, pack_substreams
+from tamc_codec.bitstream import Header, LayerSpec, TamcReader, pack, pack_substreams
 from tamc_codec.bitstream.container import _PREFIX
+from tamc_codec.bitstream.varint import decode_varint, encode_varint
+from tamc_codec.errors import TamcFormatError
 from tamc_codec.entropy import FactorizedCoder, GaussianConditionalCoder, TableCoder, default_scale_table, index_checksum, quantize_pmf
 
 
 def small_header(**kw) -> Header:
-    base = dict(model_id=bytes(range(16)), height=100, width=150, padded_height=128,
-                padded_width=192, quality=3, tasks=0b111011)
+    """A version-3 header (give version=1 or 2, and the padded size, for the old layouts)."""
+    base = dict(model_id=bytes(range(16)), height=100, width=150, quality=3, tasks=0b111011)
     base.update(kw)
     return Header(**base)
+
+
+def read_back(header: Header) -> Header:
+    """What a reader finds in a file packed with `header`: version 3 keeps the id's first 4 bytes."""
+    if header.version < 3:
+        return header
+    return replace(header, model_id=bytes(header.model_id)[:4])
 
 
 def small_coders() -> tuple[FactorizedCoder, GaussianConditionalCoder]:
@@ -42,15 +52,46 @@ def coded_file(seed: int = 0, n_layers: int = 3, size: int = 8) -> tuple[bytes, 
     return pack(small_header(tasks=(1 << min(n_layers, 6)) - 1), layers), truth
 
 
+def header_len(data: bytes) -> int | None:
+    """The header length a file's prefix states (any version; None when it cannot be read)."""
+    if len(data) < 6:
+        return None
+    if data[4] >= 3:
+        try:
+            return decode_varint(data[:7], 5)[0]
+        except TamcFormatError:
+            return None
+    return _PREFIX.unpack_from(data)[2] if len(data) >= _PREFIX.size else None
+
+
 def reseal_header(data: bytes) -> bytes:
     """Recompute the header CRC after a deliberate edit, so the field checks are reached."""
-    if len(data) < _PREFIX.size:
+    hlen = header_len(data)
+    check = 2 if len(data) > 4 and data[4] >= 3 else 4
+    if hlen is None or hlen < check or hlen > len(data):
         return data
-    _, _, hlen = _PREFIX.unpack_from(data)
-    if hlen < 4 or hlen > len(data):
-        return data
-    head = data[: hlen - 4]
-    return head + struct.pack("<I", zlib.crc32(head)) + data[hlen:]
+    head = data[: hlen - check]
+    crc = zlib.crc32(head)
+    return head + (struct.pack("<H", crc & 0xFFFF) if check == 2 else struct.pack("<I", crc)) + data[hlen:]
+
+
+def index_positions(data: bytes) -> list[tuple[int, int]]:
+    """Where each layer's index entry starts in a (valid) file, and where its stored check starts."""
+    r = TamcReader(data)
+    hlen = r.header_size
+    check = 2 if r.header.version >= 3 else 4
+    pos = hlen - check
+    out = []
+    for e in reversed(r.layers):
+        crc_at = pos - check
+        size = len(encode_varint(e.length))
+        if r.header.version < 3:
+            size += len(encode_varint(e.offset - hlen))
+        fixed = 3 if r.header.version == 1 else 4
+        start = crc_at - size - fixed
+        out.append((start, crc_at))
+        pos = start
+    return out[::-1]
 
 
 # --------------------------------------------------------------------------- the command line

@@ -98,7 +98,7 @@ def test_api_and_errors(tiny_model, image):
         runtime.decode_task(bytes(other), "seg", str(tiny_model))
 
 
-def test_file_from_another_model_is_named(tiny_model, image, tmp_path):
+def test_file_from_another_model_is_named(tiny_model, image, tmp_path, monkeypatch):
     from tamc_codec.bitstream import Header, pack
     from tamc_codec.bitstream.container import TamcReader as R
 
@@ -107,11 +107,34 @@ def test_file_from_another_model_is_named(tiny_model, image, tmp_path):
         hdr, layers = r.header, [(e, r.read_layer(e.index)) for e in r.layers]
     from tamc_codec.bitstream import LayerSpec
 
-    fake = pack(Header(model_id=bytes(16), height=hdr.height, width=hdr.width, padded_height=hdr.padded_height,
-                       padded_width=hdr.padded_width, quality=hdr.quality, tasks=hdr.tasks),
+    rt = runtime.load_model(str(tiny_model))
+    assert hdr.version == 3 and hdr.model_id == bytes.fromhex(rt.id)[:4] and hdr.made_by(rt.id)
+    fake = pack(Header(model_id=bytes(16), height=hdr.height, width=hdr.width, quality=hdr.quality, tasks=hdr.tasks),
                 [(LayerSpec(e.group, e.parent, e.tasks), b) for e, b in layers])
-    with pytest.raises(TamcModelError, match="0" * 32):
+    # the file stores the id's first 4 bytes: the error names them, and the model's whole id
+    with pytest.raises(TamcModelError, match=f"made by model 00000000… .*first 4 bytes.*not by {rt.id}"):
         runtime.decode_task(fake, "seg", str(tiny_model))
+    # a version-2 file names the whole id
+    old = pack(Header(model_id=bytes(16), height=hdr.height, width=hdr.width, quality=hdr.quality, tasks=hdr.tasks,
+                      padded_height=enc_padded(rt, hdr), padded_width=enc_padded(rt, hdr, 1), version=2),
+               [(LayerSpec(e.group, e.parent, e.tasks), b) for e, b in layers])
+    with pytest.raises(TamcModelError, match=f"made by model {'0' * 32}, not by {rt.id}"):
+        runtime.decode_task(old, "seg", str(tiny_model))
+    # the file's id prefix is enough to find the model that made it among installed ones
+    import shutil
+
+    from tamc_codec.runtime.model import MODEL_PATH_ENV
+
+    shutil.copytree(tiny_model, tmp_path / "models" / "tiny")
+    monkeypatch.setenv(MODEL_PATH_ENV, str(tmp_path / "models"))
+    assert runtime.load_model(None, model_id=hdr.model_id_hex).id == rt.id
+    np.testing.assert_array_equal(runtime.decode_task(data, "seg").output, runtime.decode_task(data, "seg", rt).output)
+    with pytest.raises(TamcModelError, match="made by model 00000000, which is not installed"):
+        runtime.decode_task(fake, "seg")
+
+
+def enc_padded(rt, hdr, side: int = 0) -> int:
+    return runtime.padded_size(rt, hdr.height, hdr.width)[side]
 
 
 def test_exported_graphs_match_torch(tiny_model, tmp_path):

@@ -136,8 +136,7 @@ def _other_model_file(coded: Path) -> bytes:
     with TamcReader(coded) as r:
         h = r.header
         layers = [(LayerSpec(e.group, e.parent, e.tasks), r.read_layer(e.index)) for e in r.layers]
-    return pack(Header(model_id=bytes.fromhex("ab" * 16), height=h.height, width=h.width,
-                       padded_height=h.padded_height, padded_width=h.padded_width, quality=h.quality,
+    return pack(Header(model_id=bytes.fromhex("ab" * 16), height=h.height, width=h.width, quality=h.quality,
                        tasks=h.tasks), layers)
 
 
@@ -175,8 +174,9 @@ def test_bad_inputs_are_one_line_errors_and_leave_no_output(tiny_exported, image
         (["decode", d / "corrupt.tamc", "-t", "rgb", *m], d / "corrupt.rgb.png", "CRC"),
         (["decode", seg_only, "-t", "sky", *m], d / "seg_only.sky.png", "unknown task 'sky'"),
         (["decode", seg_only, "-t", "depth", *m], d / "seg_only.depth.png", "(it has: seg, normal)"),
-        (["decode", d / "other.tamc", "-t", "seg"], d / "other.seg.png", "ab" * 16),
-        (["decode", d / "other.tamc", "-t", "seg", *m], d / "other.seg.png", "ab" * 16),
+        # a version-3 file stores the first 4 bytes of its model's id
+        (["decode", d / "other.tamc", "-t", "seg"], d / "other.seg.png", "made by model abababab, which is not installed"),
+        (["decode", d / "other.tamc", "-t", "seg", *m], d / "other.seg.png", "made by model abababab…"),
         (["decode", seg_only, "-t", "seg", "--model", "nosuchmodel"], d / "seg_only.seg.png", "nosuchmodel"),
         (["decode", seg_only, "-t", "seg", "-o", d / "no" / "x.png", *m], d / "no" / "x.png", "does not exist"),
         (["decode", seg_only, "-t", "seg", "--raw", d / "no" / "x.npy", *m], d / "no" / "x.npy", "does not exist"),
@@ -217,13 +217,20 @@ def test_size_limit_and_allow_large(tiny_exported, image_png, tmp_path, capsys, 
     with TamcReader(tmp_path / "a.tamc") as r:
         h = r.header
         layers = [(LayerSpec(e.group, e.parent, e.tasks), r.read_layer(e.index)) for e in r.layers]
-    big = pack(Header(model_id=h.model_id, height=60000, width=60000, padded_height=60032, padded_width=60032,
-                      quality=h.quality, tasks=h.tasks), layers)
+    # version 3: the padding is the model's, computed from the size the header claims
+    big = pack(Header(model_id=h.model_id, height=60000, width=60000, quality=h.quality, tasks=h.tasks), layers)
     (tmp_path / "big.tamc").write_bytes(big)
+    bp = runtime.padded_size(rt, 60000, 60000)
     code, _, err = tamc(capsys, "decode", tmp_path / "big.tamc", "-t", "seg", "--model", tiny_exported)
-    assert_one_line_error(code, err, "--allow-large", "padded to 60032x60032")
+    assert_one_line_error(code, err, "big.tamc", "--allow-large", f"padded to {bp[0]}x{bp[1]}")
     with pytest.raises(TamcInputError, match="allow_large=True"):
         runtime.decode(big, "seg", str(tiny_exported))
+    # versions 1 and 2: the padded size the header declares, refused before the model is even loaded
+    old = pack(Header(model_id=bytes.fromhex(rt.id), height=60000, width=60000, padded_height=60032,
+                      padded_width=60032, quality=h.quality, tasks=h.tasks, version=2), layers)
+    (tmp_path / "old.tamc").write_bytes(old)
+    code, _, err = tamc(capsys, "decode", tmp_path / "old.tamc", "-t", "seg", "--model", tmp_path / "nowhere")
+    assert_one_line_error(code, err, "old.tamc", "--allow-large", "padded to 60032x60032")
     with pytest.raises(TamcInputError, match="empty"):
         runtime.encode_image(np.zeros((1, 0, 3), np.uint8), "seg", 1, str(tiny_exported))
 

@@ -70,15 +70,24 @@ def test_thin_image_is_refused_by_its_padded_size_before_any_pixel(tmp_path, cap
 def test_crafted_padded_size_is_refused_before_allocation(small_tamc, tmp_path, capsys):
     with TamcReader(small_tamc) as r:
         h = r.header
-        layers = [(LayerSpec(e.group, e.parent, e.tasks), r.read_layer(e.index)) for e in r.layers]
-    crafted = pack(Header(model_id=h.model_id, height=h.height, width=h.width, padded_height=65536,
-                          padded_width=65536, quality=h.quality, tasks=h.tasks), layers)
+        layers = [(LayerSpec(e.group, e.parent, e.tasks, e.coding), r.read_layer(e.index)) for e in r.layers]
+    full_id = bytes.fromhex(runtime.load_model(MODEL).id)
+    # versions 1 and 2 declare the padded size; version 3 claims the largest image instead, which the
+    # model pads to more still
+    crafted = pack(Header(model_id=full_id, height=h.height, width=h.width, padded_height=65536,
+                          padded_width=65536, quality=h.quality, tasks=h.tasks, version=2), layers)
+    huge = pack(Header(model_id=h.model_id, height=65535, width=65535, quality=h.quality, tasks=h.tasks), layers)
     t = time.perf_counter()
     with pytest.raises(TamcInputError, match="65536x65536 = 4,294,967,296 pixels"):
         tamc_codec.decode(crafted, "rgb", model=MODEL)
+    with pytest.raises(TamcInputError, match="65535x65535 \\(HxW\\) is padded to .* allow_large=True"):
+        tamc_codec.decode(huge, "rgb", model=MODEL)
     (tmp_path / "crafted.tamc").write_bytes(crafted)
     code, _, err = tamc(capsys, "decode", tmp_path / "crafted.tamc", "-t", "rgb", "--model", MODEL)
     assert_one_line_error(code, err, "padded to 65536x65536", "GB of memory")
+    (tmp_path / "huge.tamc").write_bytes(huge)
+    code, _, err = tamc(capsys, "decode", tmp_path / "huge.tamc", "-t", "rgb", "--model", MODEL)
+    assert_one_line_error(code, err, "huge.tamc: 65535x65535 (HxW) is padded to", "GB of memory")
     assert time.perf_counter() - t < 5
 
 

@@ -1,5 +1,8 @@
 """Property-based fuzzing: mutated and truncated files raise only TamcFormatError.
 
+The files are format version 3, what the writer writes (a varint header length, 16-bit checks,
+no offsets); random bytes after the magic also go through the readers of versions 1 and 2.
+
 Each mutated file goes through everything a decoder would do with it: open,
 read every layer, split the sub-streams and entropy-decode them. Anything but
 success or TamcFormatError (another exception, a hang, a huge allocation) fails.
@@ -18,7 +21,7 @@ from hypothesis import strategies as st
 from tamc_codec.bitstream import TamcReader, unpack_substreams
 from tamc_codec.errors import TamcFormatError
 
-from tamc_helpers import coded_file, reseal_header, small_coders
+from tamc_helpers import coded_file, index_positions, reseal_header, small_coders
 
 GOOD, TRUTH = coded_file(seed=7, n_layers=3, size=6)
 FACT, GAUSS = small_coders()
@@ -46,31 +49,29 @@ def _check(data: bytes) -> None:
 
 
 def _reseal_layers(data: bytes) -> bytes:
-    """Recompute every layer CRC in the index, so corrupt payloads reach the decoders."""
+    """Recompute every layer check in the index, so corrupt payloads reach the decoders."""
     try:
         reader = TamcReader(data)
     except TamcFormatError:
         return data
     out = bytearray(data)
-    hlen = reader.header_size
-    # Rebuild the index from the parsed entries; its byte positions are fixed.
-    pos = hlen - 4
-    for e in reversed(reader.layers):
+    for e, (_, at) in zip(reader.layers, index_positions(data)):
         crc = zlib.crc32(data[e.offset: e.offset + e.length])
-        pos -= 4
-        out[pos: pos + 4] = struct.pack("<I", crc)
-        pos -= _entry_len_without_crc(e, hlen)
+        if e.crc_bits == 16:
+            out[at: at + 2] = struct.pack("<H", crc & 0xFFFF)
+        else:
+            out[at: at + 4] = struct.pack("<I", crc)
     return reseal_header(bytes(out))
 
 
-def _entry_len_without_crc(e, hlen) -> int:
-    from tamc_codec.bitstream.varint import varint_size
-    return 3 + varint_size(e.offset - hlen) + varint_size(e.length)
-
-
 def test_good_file_decodes():
+    assert GOOD[4] == 3 and TamcReader(GOOD).header.version == 3
     _decode_all(GOOD)
     assert _reseal_layers(GOOD) == GOOD
+    bad = bytearray(GOOD)
+    e = TamcReader(GOOD).layers[1]
+    bad[e.offset] ^= 1
+    assert TamcReader(_reseal_layers(bytes(bad))).read_layer(1) == bytes(bad[e.offset:e.offset + e.length])
 
 
 @FUZZ
@@ -110,10 +111,19 @@ def test_splices(pos, junk, drop, reseal):
 
 
 @FUZZ
-@given(blob=st.binary(min_size=0, max_size=300))
-def test_random_bytes_after_magic(blob):
-    _check(b"TAMC\x01" + blob)
-    _check(reseal_header(b"TAMC\x01" + blob))
+@given(blob=st.binary(min_size=0, max_size=300), version=st.sampled_from([1, 2, 3]))
+def test_random_bytes_after_magic(blob, version):
+    _check(b"TAMC" + bytes([version]) + blob)
+    _check(reseal_header(b"TAMC" + bytes([version]) + blob))
+
+
+@FUZZ
+@given(head=st.binary(min_size=0, max_size=60), tail=st.binary(min_size=0, max_size=200))
+def test_random_version_3_headers(head, tail):
+    """A header length that fits, then random fields: the checks behind the header check."""
+    hlen = 5 + 1 + len(head) + 2
+    if hlen < 128:
+        _check(reseal_header(b"TAMC\x03" + bytes([hlen]) + head + b"\0\0" + tail))
 
 
 @settings(max_examples=100, deadline=None)

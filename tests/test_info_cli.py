@@ -36,6 +36,29 @@ def test_info_json_matches_golden():
         (i, x["group"], x["parent"], x["offset"], x["length"], x["tasks"]) for i, x in enumerate(exp["layers"])]
 
 
+def test_info_of_a_version_3_file():
+    """Version 3 stores the model id's first 4 bytes and no padded size: info shows the prefix and no
+    padded size (JSON null), with the same keys as for the older versions."""
+    golden = DATA / "golden_v3.tamc"
+    exp = json.loads((DATA / "golden_v3.json").read_text())
+    res = CliRunner().invoke(cli, ["info", str(golden)])
+    assert res.exit_code == 0, res.output
+    out = res.output
+    assert "format version 3" in out and "model id     c0c1c2c3 (its first 4 bytes)" in out
+    assert "image size   40x56 (HxW)\n" in out and "padded" not in out
+    assert f"header       {exp['header_size']} bytes" in out
+    rows = [line.split() for line in out.splitlines() if line.strip()[:1].isdigit()]
+    assert [row[3] for row in rows] == ["latent", "latent", "latent", "avif"] and rows[2][-1] == "only)"
+    res = CliRunner().invoke(cli, ["info", str(golden), "--json"])
+    d = json.loads(res.output)
+    v1 = json.loads(CliRunner().invoke(cli, ["info", str(GOLDEN), "--json"]).output)
+    assert d.keys() == v1.keys() and d["layers"][0].keys() == v1["layers"][0].keys()
+    assert d["format_version"] == 3 and d["model_id"] == "c0c1c2c3" and d["padded_size"] is None
+    assert d["header_size"] == exp["header_size"] == 45 and d["file_size"] == exp["file_size"]
+    assert [(x["offset"], x["length"], x["crc32"]) for x in d["layers"]] == [
+        (x["offset"], x["length"], x["check"]) for x in exp["layers"]]
+
+
 def _run(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, *args], capture_output=True, text=True, timeout=60)
 
@@ -48,6 +71,11 @@ def test_errors_are_one_line_exit_2(tmp_path):
         assert res.returncode == 2
         lines = res.stderr.strip().splitlines()
         assert len(lines) == 1 and lines[0].startswith("tamc: error:") and msg in lines[0], res.stderr
+    v3 = bytearray((DATA / "golden_v3.tamc").read_bytes())
+    v3[7] ^= 1
+    bad.write_bytes(bytes(v3))
+    res = _run("-m", "tamc_codec", "info", str(bad))
+    assert res.returncode == 2 and res.stderr.count("\n") == 1 and "header CRC mismatch" in res.stderr
     flipped = bytearray(GOLDEN.read_bytes())
     flipped[4] = 9
     bad.write_bytes(bytes(flipped))

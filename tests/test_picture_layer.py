@@ -1,13 +1,14 @@
-"""Picture layers (issue 30): format version 2, the AVIF payload, the runtime's picture layer on a
-tiny model made by `tamc train picture-layer` from tests/data/tiny_model, partial decoding."""
+"""Picture layers (issue 30): the coding field (format version 2, kept by version 3), the AVIF
+payload, the runtime's picture layer on a tiny model made by `tamc train picture-layer` from
+tests/data/tiny_model, partial decoding."""
 from __future__ import annotations
 
 import hashlib
 import importlib.util
 import json
 import shutil
-import struct
 import zlib
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -18,7 +19,7 @@ from tamc_codec.bitstream.avif import AVIF_DICTIONARY, avif_split, pack_avif, un
 from tamc_codec.bitstream.varint import encode_varint
 from tamc_codec.errors import TamcFormatError, TamcInputError, TamcModelError
 
-from tamc_helpers import reseal_header, small_header, tamc
+from tamc_helpers import index_positions, reseal_header, small_header, tamc
 
 DATA = Path(__file__).parent / "data"
 TINY = DATA / "tiny_model"
@@ -45,19 +46,28 @@ def picture_model(tmp_path_factory) -> Path:
     return folder
 
 
-# --------------------------------------------------------------------------- format version 2
+# --------------------------------------------------------------------------- the coding field
 
 
-def test_writer_writes_version_1_unless_a_layer_is_a_picture():
+def test_writer_writes_version_3_whatever_the_layers():
     latent = pack(small_header(), [(LayerSpec(0, None, 1), b"abc")])
-    assert latent[4] == 1 and TamcReader(latent).header.version == 1
+    assert latent[4] == 3 and TamcReader(latent).header.version == 3
     both = pack(small_header(), [(LayerSpec(0, None, 1), b"abc"), (LayerSpec(1, None, 2, CODING_AVIF), b"xy")])
-    assert both[4] == 2
+    assert both[4] == 3
     r = TamcReader(both)
-    assert r.header.version == 2 and [e.coding_name for e in r.layers] == ["latent", "avif"]
-    assert r.read_layer(1) == b"xy" and r.header_size == TamcReader(latent).header_size + 1 + 10
+    assert r.header.version == 3 and [e.coding_name for e in r.layers] == ["latent", "avif"]
+    assert r.read_layer(1) == b"xy" and r.header_size == TamcReader(latent).header_size + 4 + 1 + 2
     with pytest.raises(TamcFormatError, match="not a latent layer"):
         r.read_payload(1)
+    # the old versions, written only on request: version 2 holds a picture layer, version 1 does not
+    old = small_header(padded_height=128, padded_width=192)
+    v2 = pack(replace(old, version=2), [(LayerSpec(0, None, 1), b"abc"), (LayerSpec(1, None, 2, CODING_AVIF), b"xy")])
+    v1 = pack(replace(old, version=1), [(LayerSpec(0, None, 1), b"abc")])
+    assert v2[4] == 2 and v1[4] == 1
+    assert TamcReader(v2).header_size == TamcReader(v1).header_size + 1 + 10
+    assert [e.coding_name for e in TamcReader(v2).layers] == ["latent", "avif"]
+    with pytest.raises(TamcFormatError, match="version 1 holds latent layers only"):
+        pack(replace(old, version=1), [(LayerSpec(0, None, 1), b"abc"), (LayerSpec(1, None, 2, CODING_AVIF), b"xy")])
 
 
 @pytest.mark.parametrize("specs, msg", [
@@ -70,18 +80,12 @@ def test_writer_rejects_misplaced_picture_layers(specs, msg):
         pack(small_header(), [(s, b"x") for s in specs])
 
 
-def _entry_pos(data: bytes, index: int) -> int:
-    """Where layer `index`'s index entry starts in a version 2 file."""
-    r = TamcReader(data)
-    hlen = r.header_size
-    size = lambda e: 4 + len(encode_varint(e.offset - hlen)) + len(encode_varint(e.length)) + 4
-    return hlen - 4 - sum(size(e) for e in r.layers[index:])
-
-
-def test_reader_rejects_bad_codings():
-    data = pack(small_header(), [(LayerSpec(0, None, 1), b"abc"), (LayerSpec(1, None, 2, CODING_AVIF), b"xy"),
-                                 (LayerSpec(2, 0, 4), b"z")])
-    e1, e2 = _entry_pos(data, 1), _entry_pos(data, 2)
+@pytest.mark.parametrize("version", [2, 3])
+def test_reader_rejects_bad_codings(version):
+    header = small_header(version=version, **({"padded_height": 128, "padded_width": 192} if version < 3 else {}))
+    data = pack(header, [(LayerSpec(0, None, 1), b"abc"), (LayerSpec(1, None, 2, CODING_AVIF), b"xy"),
+                         (LayerSpec(2, 0, 4), b"z")])
+    (_, _), (e1, _), (e2, _) = index_positions(data)
     edit = lambda pos, b: reseal_header(data[:pos] + b + data[pos + len(b):])
     with pytest.raises(TamcFormatError, match="unknown coding 9"):
         TamcReader(edit(e1 + 3, b"\x09"))
@@ -89,8 +93,8 @@ def test_reader_rejects_bad_codings():
         TamcReader(edit(e1 + 1, b"\x01"))            # the picture layer claims layer 0 as parent
     with pytest.raises(TamcFormatError, match="no layer's parent"):
         TamcReader(edit(e2 + 1, b"\x02"))            # layer 2 claims the picture layer as parent
-    with pytest.raises(TamcFormatError, match="version 3"):
-        TamcReader(data[:4] + b"\x03" + data[5:])
+    with pytest.raises(TamcFormatError, match="version 4"):
+        TamcReader(data[:4] + b"\x04" + data[5:])
 
 
 def test_golden_v2():
@@ -196,7 +200,7 @@ def test_picture_model_is_the_tiny_model_with_a_picture_layer(picture_model):
     for q in (1, 3):
         a, b = encode_image(SCENE, "seg,depth", q, rt), encode_image(SCENE, "seg,depth", q, base)
         with TamcReader(a.data) as ra, TamcReader(b.data) as rb:
-            assert ra.header.version == 1
+            assert ra.header.version == 3
             assert [ra.read_layer(i) for i in range(len(ra.layers))] == [rb.read_layer(i) for i in range(len(rb.layers))]
     assert (picture_model / "README.md").read_text().count("avif@1/4 -2") == 1
     assert json.loads((picture_model / "reference.json").read_text())["model_id"] == rt.id
@@ -218,7 +222,7 @@ def test_picture_layer_round_trip(picture_model, q):
     setting = rt.pictures["edge+keypoint+rgb"]["qualities"][q - 1]
     enc = encode_image(img, "all", q, rt)
     with TamcReader(enc.data) as r:
-        assert r.header.version == 2
+        assert r.header.version == 3
         (pic,) = [e.index for e in r.layers if e.coding == CODING_AVIF]
         avif = unpack_avif(r.read_layer(pic))
     assert avif == encode_avif(downscale(img, setting["scale"]), setting["avif"])

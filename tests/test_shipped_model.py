@@ -66,28 +66,33 @@ def test_shipped_model_decodes_scene_tasks_of_a_large_picture_at_scene_scale():
     np.testing.assert_array_equal(runtime.decode_task(enc.data, "seg", rt).output, runtime.raw_output("seg", pred, rt))
 
 
-def test_shipped_model_codes_the_picture_by_avif_and_rgb_alone_reads_it():
-    """Issue 30: edge, keypoint and rgb come from one AVIF picture layer, a DAG root; --task rgb
-    reads that layer and the header only, and a scene task never reads it."""
+def test_shipped_model_codes_the_picture_by_avif_and_each_picture_task_reads_its_layer_alone():
+    """Issue 30: edge and keypoint come from one AVIF picture layer, rgb from another (each at its
+    tasks' best scale), both DAG roots; a picture task reads its layer and the header only, and a
+    scene task never reads either."""
     from PIL import Image
 
     from tamc_codec.bitstream import CODING_AVIF, TamcReader
+    from tamc_codec.tasks.metrics import psnr
 
     rt = runtime.load_model(str(MODEL))
-    (g,) = rt.pictures
-    assert {rt.serving[t] for t in ("edge", "keypoint", "rgb")} == {g} and rt.parents[g] is None
+    assert set(rt.pictures) == {"edge+keypoint", "rgb"}
+    assert {rt.serving["edge"], rt.serving["keypoint"]} == {"edge+keypoint"} and rt.serving["rgb"] == "rgb"
+    assert all(rt.parents[g] is None for g in rt.pictures)
     image = np.asarray(Image.open(SAMPLE).convert("RGB"))
     enc = runtime.encode_image(image, "all", rt.qualities, rt)
     with TamcReader(enc.data) as r:
-        assert r.header.version == 2
-        (pic,) = [e for e in r.layers if e.coding == CODING_AVIF]
-        assert r.layers_for_task("rgb") == [pic.index]
-        assert all(pic.index not in r.layers_for_task(t) for t in ("seg", "depth", "normal"))
-    d = runtime.decode_task(enc.data, "rgb", rt)
-    assert d.bytes_read == r.header_size + pic.length
-    from tamc_codec.tasks.metrics import psnr
-
-    assert psnr(d.output.astype(float), image.astype(float)) > 35  # the default quality: a picture a person accepts
+        assert r.header.version == 3 and r.header.made_by(rt.id)
+        pictures = {rt.groups[e.group]: e for e in r.layers if e.coding == CODING_AVIF}
+        assert set(pictures) == set(rt.pictures)
+        for t in ("edge", "keypoint", "rgb"):
+            assert r.layers_for_task(t) == [pictures[rt.serving[t]].index]
+        assert all(e.index not in r.layers_for_task(t) for e in pictures.values() for t in ("seg", "depth", "normal"))
+    for t in ("edge", "keypoint", "rgb"):
+        d = runtime.decode_task(enc.data, t, rt)
+        assert d.bytes_read == r.header_size + pictures[rt.serving[t]].length
+    rgb = runtime.decode_task(enc.data, "rgb", rt).output
+    assert psnr(rgb.astype(float), image.astype(float)) > 35  # the default quality: a picture a person accepts
 
 
 def test_shipped_model_decodes_a_scene_task_from_its_own_layer():
@@ -98,8 +103,11 @@ def test_shipped_model_decodes_a_scene_task_from_its_own_layer():
     from tamc_codec.bitstream import TamcReader
 
     rt = runtime.load_model(str(MODEL))
+    # the scene layer codes no hyper-latent (docs/MODEL.md, fixed hyper-latents): two sub-streams
+    assert rt.manifest["fixed_hyper"] == [rt.serving["seg"]]
     image = np.asarray(Image.open(SAMPLE).convert("RGB"))
     enc = runtime.encode_image(image, "all", rt.qualities, rt)
+    assert [len(layer["substreams"]) for layer in enc.layers if layer["group"] == rt.serving["seg"]] == [2]
     picture_groups = {rt.serving[t] for t in ("edge", "keypoint", "rgb")}
     with TamcReader(enc.data) as r:
         for t in ("seg", "depth", "normal"):

@@ -19,10 +19,13 @@ from .container import (
     MAX_LAYERS,
     MAX_PADDED_SIDE,
     MAX_SIDE,
+    MODEL_ID_BYTES,
+    MODEL_ID_PREFIX_BYTES,
     Header,
     LayerEntry,
     LayerSpec,
     TamcReader,
+    model_id_matches,
     pack,
     read_header,
     write_tamc,
@@ -32,7 +35,7 @@ from .varint import decode_varint, encode_varint
 
 __all__ = [
     "CODING_AVIF", "CODING_LATENT", "CODINGS", "FORMAT_VERSION", "FORMAT_VERSIONS", "MAGIC", "MAX_HEADER_BYTES", "MAX_LAYERS", "MAX_PADDED_SIDE", "MAX_SIDE",
-    "MAX_SUBSTREAMS", "Header", "LayerEntry", "LayerSpec", "LayerPayload", "TamcReader",
-    "pack", "read_header", "write_tamc", "pack_substreams", "unpack_substreams",
+    "MAX_SUBSTREAMS", "MODEL_ID_BYTES", "MODEL_ID_PREFIX_BYTES", "Header", "LayerEntry", "LayerSpec", "LayerPayload",
+    "TamcReader", "model_id_matches", "pack", "read_header", "write_tamc", "pack_substreams", "unpack_substreams",
     "verify_index_checksum", "decode_varint", "encode_varint",
 ]

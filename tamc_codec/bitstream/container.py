@@ -4,9 +4,11 @@ A file holds one coded layer per task group, in the topological order of the gro
 DAG, so a receiver can read the header and index, then fetch only the layers its
 task needs (the serving layer and its ancestors) and never touch the rest.
 
-Format version 2 adds how each layer is coded (``coding``: a tamc latent layer, or a picture
-coded by AVIF); a writer writes version 1 whenever every layer is a latent layer, so those files
-keep every byte they had, and a reader reads both.
+Format version 3, the one written, is the compact header: a varint header length, the first 4
+bytes of the model id, no padded size (the model's padding of the image size gives it), no layer
+offsets (layers tile the data area in index order) and 16-bit checks. Versions 1 and 2 (a
+16-byte model id, the padded size, offsets and CRC-32s; version 2 adds each layer's ``coding``)
+are still read, and written only when a :class:`Header` asks for them (the golden files).
 
 Stdlib only (zlib for CRC-32): ``tamc info`` imports this and must start fast.
 Every problem with a file raises :class:`~tamc_codec.errors.TamcFormatError` with a
@@ -20,7 +22,7 @@ import struct
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, Iterable, Sequence, Union
+from typing import BinaryIO, Iterable, Optional, Sequence, Union
 
 from ..atomic import atomic_write_bytes
 from ..contract import TASK_CODES, TASKS
@@ -35,6 +37,8 @@ __all__ = [
     "CODING_LATENT",
     "CODING_AVIF",
     "CODINGS",
+    "MODEL_ID_BYTES",
+    "MODEL_ID_PREFIX_BYTES",
     "MAX_SIDE",
     "MAX_PADDED_SIDE",
     "MAX_LAYERS",
@@ -42,6 +46,7 @@ __all__ = [
     "Header",
     "LayerSpec",
     "LayerEntry",
+    "model_id_matches",
     "pack",
     "write_tamc",
     "TamcReader",
@@ -49,13 +54,18 @@ __all__ = [
 ]
 
 MAGIC = b"TAMC"
-#: The newest version this module writes and reads; FORMAT_VERSIONS are all it reads.
-FORMAT_VERSION = 2
-FORMAT_VERSIONS = (1, 2)
-#: How a layer is coded (index field `coding`, version 2; a version-1 layer is always a latent layer).
+#: The version this module writes; FORMAT_VERSIONS are all it reads (and can write, for old files).
+FORMAT_VERSION = 3
+FORMAT_VERSIONS = (1, 2, 3)
+#: How a layer is coded (index field `coding`, versions 2 and 3; a version-1 layer is always a latent layer).
 CODING_LATENT = 0   # a tamc latent layer: range-coded sub-streams (docs/FORMAT.md, layer payload)
 CODING_AVIF = 1     # a picture coded by AVIF, its container boxes deflated (docs/FORMAT.md, picture payload)
 CODINGS = {CODING_LATENT: "latent", CODING_AVIF: "avif"}
+
+#: A model id (CONTRACT.md, "Models"), as versions 1 and 2 store it; version 3 stores its first
+#: MODEL_ID_PREFIX_BYTES bytes.
+MODEL_ID_BYTES = 16
+MODEL_ID_PREFIX_BYTES = 4
 
 #: Bounds a reader enforces before trusting any field.
 MAX_SIDE = 65535            # original image height/width
@@ -63,41 +73,79 @@ MAX_PADDED_SIDE = 65536     # padded height/width (the pad may push 65535 to 655
 MAX_LAYERS = 32
 MAX_GROUP_INDEX = 255
 MAX_QUALITY = 255
-MAX_HEADER_BYTES = 1024     # header + index + header CRC; 32 layers need at most 696
+MAX_HEADER_BYTES = 1024     # header + index + header check; 32 layers need at most 696 (version 3: 374)
 _ALL_TASKS_MASK = (1 << len(TASKS)) - 1
 
-# magic, version, header length: fixed so that a reader learns how much to read
+# Versions 1 and 2: magic, version, header length, fixed so that a reader learns how much to read
 # from the first 7 bytes and never reads into the layers by accident.
 _PREFIX = struct.Struct("<4sBH")
 _MIN_HEADER_BYTES = _PREFIX.size + 16 + 4 + 3 + (3 + 1 + 1 + 4) + 4  # one layer, every varint 1 byte
+# Version 3: magic, version, then the header length as a varint (1 or 2 bytes up to
+# MAX_HEADER_BYTES); a reader first fetches _PROBE_BYTES bytes, enough for either prefix.
+_PROBE_BYTES = 8
+_V3_PREFIX_BYTES = 5        # magic and version; the header length's varint follows
+_V3_ENTRY_FIXED = 4         # group, parent, tasks served, coding; then the length varint and the check
+_V3_CHECK = struct.Struct("<H")
+_MIN_HEADER_BYTES_V3 = (_V3_PREFIX_BYTES + 1 + MODEL_ID_PREFIX_BYTES + 2 + 3
+                        + (_V3_ENTRY_FIXED + 1 + _V3_CHECK.size) + _V3_CHECK.size)  # one layer, every varint 1 byte
 
 
 def _mask_names(mask: int) -> list[str]:
     return [t for t in TASKS if mask >> TASK_CODES[t] & 1]
 
 
-@dataclass(frozen=True)
+def _check16(data: bytes) -> int:
+    """Version 3's header and layer check: the low 16 bits of the data's CRC-32."""
+    return zlib.crc32(data) & 0xFFFF
+
+
+def model_id_matches(file_id: bytes, model_id_hex: str) -> bool:
+    """Whether a file's model id (16 bytes in versions 1 and 2, the first 4 in version 3) names the
+    model whose full id is ``model_id_hex`` (32 hex digits): the model's id starts with the file's."""
+    return len(file_id) > 0 and model_id_hex.lower().startswith(bytes(file_id).hex())
+
+
+@dataclass(frozen=True, kw_only=True)
 class Header:
     """What a ``.tamc`` file says about the image and how it was coded.
 
     Sizes are in pixels, height first (numpy order). ``tasks`` is the bit mask
     (bit = task code, docs/CONTRACT.md) of the tasks requested at encode time.
+
+    ``model_id``: 16 bytes in versions 1 and 2; in version 3 the first 4 (:func:`pack` takes the
+    full 16 and stores their prefix). ``padded_height``/``padded_width``: the size the networks ran
+    at, stored by versions 1 and 2 only; a version-3 file leaves it to the model (its padding
+    multiple for the image size, as the encoder padded), so it reads as ``None``.
     """
 
     model_id: bytes
     height: int
     width: int
-    padded_height: int
-    padded_width: int
     quality: int
     tasks: int
-    #: the file's format version: read from a file; :func:`pack` writes the lowest version that
-    #: holds its layers (1 unless a layer is not a latent layer) whatever this says
-    version: int = 1
+    padded_height: Optional[int] = None
+    padded_width: Optional[int] = None
+    #: the file's format version: what a reader found, and what :func:`pack` writes (FORMAT_VERSION
+    #: unless told otherwise; versions 1 and 2 only to reproduce old files, such as the golden ones)
+    version: int = FORMAT_VERSION
 
     @property
     def model_id_hex(self) -> str:
+        """The model id as the file stores it, in hex: 32 digits (versions 1, 2), or 8 (version 3's prefix)."""
         return self.model_id.hex()
+
+    @property
+    def model_id_is_prefix(self) -> bool:
+        """Whether the file stores only the first bytes of its model's id (version 3)."""
+        return len(self.model_id) < MODEL_ID_BYTES
+
+    def model_id_text(self) -> str:
+        """The file's model id for messages: the hex digits, marked as a prefix when it is one."""
+        return f"{self.model_id_hex}…" if self.model_id_is_prefix else self.model_id_hex
+
+    def made_by(self, model_id_hex: str) -> bool:
+        """Whether this file names the model whose full id is ``model_id_hex`` (:func:`model_id_matches`)."""
+        return model_id_matches(self.model_id, model_id_hex)
 
     @property
     def task_names(self) -> list[str]:
@@ -108,17 +156,26 @@ class Header:
         """Raise :class:`TamcFormatError` if a field is outside the format's bounds."""
         if self.version not in FORMAT_VERSIONS:
             raise TamcFormatError(f"format version {self.version} is not one of {', '.join(map(str, FORMAT_VERSIONS))}")
-        if not isinstance(self.model_id, (bytes, bytearray)) or len(self.model_id) != 16:
-            raise TamcFormatError("model id must be exactly 16 bytes")
-        for name, value, limit in (
-            ("height", self.height, MAX_SIDE),
-            ("width", self.width, MAX_SIDE),
-            ("padded height", self.padded_height, MAX_PADDED_SIDE),
-            ("padded width", self.padded_width, MAX_PADDED_SIDE),
-        ):
+        if not isinstance(self.model_id, (bytes, bytearray)):
+            raise TamcFormatError("model id must be bytes")
+        if self.version >= 3:
+            if len(self.model_id) not in (MODEL_ID_PREFIX_BYTES, MODEL_ID_BYTES):
+                raise TamcFormatError(f"model id must be exactly {MODEL_ID_BYTES} bytes (or its first "
+                                      f"{MODEL_ID_PREFIX_BYTES}, which format version 3 stores)")
+        elif len(self.model_id) != MODEL_ID_BYTES:
+            raise TamcFormatError(f"model id must be exactly {MODEL_ID_BYTES} bytes")
+        if self.version < 3 and (self.padded_height is None or self.padded_width is None):
+            raise TamcFormatError(f"format version {self.version} stores the padded size; it is missing")
+        sizes = [("height", self.height, MAX_SIDE), ("width", self.width, MAX_SIDE)]
+        if self.padded_height is not None:
+            sizes.append(("padded height", self.padded_height, MAX_PADDED_SIDE))
+        if self.padded_width is not None:
+            sizes.append(("padded width", self.padded_width, MAX_PADDED_SIDE))
+        for name, value, limit in sizes:
             if not 1 <= value <= limit:
                 raise TamcFormatError(f"image {name} {value} is outside 1 .. {limit}")
-        if self.padded_height < self.height or self.padded_width < self.width:
+        if (self.padded_height is not None and self.padded_height < self.height) or (
+                self.padded_width is not None and self.padded_width < self.width):
             raise TamcFormatError(
                 f"padded size {self.padded_height}x{self.padded_width} is smaller than "
                 f"the image {self.height}x{self.width}"
@@ -147,7 +204,9 @@ class LayerSpec:
 
 @dataclass(frozen=True)
 class LayerEntry:
-    """A layer as listed in a file's index. ``offset`` is absolute in the file."""
+    """A layer as listed in a file's index. ``offset`` is absolute in the file (version 3 stores
+    none: it is the running sum of the lengths). ``crc32`` is the stored layer check: a CRC-32
+    (versions 1, 2), or its low 16 bits (version 3); ``crc_bits`` says which."""
 
     index: int
     group: int
@@ -157,6 +216,7 @@ class LayerEntry:
     length: int
     crc32: int
     coding: int = CODING_LATENT
+    crc_bits: int = 32
 
     @property
     def task_names(self) -> list[str]:
@@ -166,6 +226,15 @@ class LayerEntry:
     def coding_name(self) -> str:
         """How the layer is coded: "latent" or "avif" (CODINGS)."""
         return CODINGS[self.coding]
+
+    @property
+    def crc_hex(self) -> str:
+        """The stored layer check in hex: 8 digits (CRC-32), or 4 (version 3's 16 bits)."""
+        return f"{self.crc32:0{self.crc_bits // 4}x}"
+
+    def check(self, data: bytes) -> int:
+        """The check of ``data`` as this entry stores it (CRC-32, or its low 16 bits)."""
+        return zlib.crc32(data) & ((1 << self.crc_bits) - 1)
 
 
 # --------------------------------------------------------------------------- writing
@@ -203,12 +272,44 @@ def _check_layers(specs: Sequence[LayerSpec]) -> None:
 
 
 def pack(header: Header, layers: Sequence[tuple[LayerSpec, bytes]]) -> bytes:
-    """The bytes of a ``.tamc`` file holding ``layers`` (in DAG order) under ``header``."""
+    """The bytes of a ``.tamc`` file holding ``layers`` (in DAG order) under ``header``, in the
+    header's format version (FORMAT_VERSION, 3, unless it names an older one)."""
     header.validate()
     specs = [spec for spec, _ in layers]
     _check_layers(specs)
-    # version 1 whenever it can hold the layers, so that such files keep every byte they had
-    version = 1 if all(spec.coding == CODING_LATENT for spec in specs) else 2
+    if header.version == 1 and any(spec.coding != CODING_LATENT for spec in specs):
+        raise TamcFormatError("format version 1 holds latent layers only; a picture layer needs version 2 or later")
+    head = _pack_v3(header, layers) if header.version >= 3 else _pack_v1_v2(header, layers)
+    out = bytearray(head)
+    for _, data in layers:
+        out += data
+    return bytes(out)
+
+
+def _pack_v3(header: Header, layers: Sequence[tuple[LayerSpec, bytes]]) -> bytes:
+    """Header, index and header check of a version-3 file."""
+    body = bytearray(bytes(header.model_id)[:MODEL_ID_PREFIX_BYTES])
+    body += encode_varint(header.height) + encode_varint(header.width)
+    body += bytes((header.quality, header.tasks, len(layers)))
+    for spec, data in layers:
+        body += bytes((spec.group, 0 if spec.parent is None else spec.parent + 1, spec.tasks, spec.coding))
+        body += encode_varint(len(data))
+        body += _V3_CHECK.pack(_check16(data))
+    rest = len(body) + _V3_CHECK.size
+    # the length counts its own varint: 1 byte while the total stays below 128, else 2
+    header_len = _V3_PREFIX_BYTES + 1 + rest
+    if header_len >= 0x80:
+        header_len += 1
+    if header_len > MAX_HEADER_BYTES:  # pragma: no cover - cannot happen within MAX_LAYERS
+        raise TamcFormatError(f"header of {header_len} bytes exceeds {MAX_HEADER_BYTES}")
+    head = MAGIC + bytes((3,)) + encode_varint(header_len) + bytes(body)
+    assert len(head) + _V3_CHECK.size == header_len
+    return head + _V3_CHECK.pack(_check16(head))
+
+
+def _pack_v1_v2(header: Header, layers: Sequence[tuple[LayerSpec, bytes]]) -> bytes:
+    """Header, index and header CRC of a version-1 or -2 file, byte for byte as those versions wrote them."""
+    version = header.version
     body = bytearray()
     body += bytes(header.model_id)
     for v in (header.height, header.width, header.padded_height, header.padded_width):
@@ -227,11 +328,7 @@ def pack(header: Header, layers: Sequence[tuple[LayerSpec, bytes]]) -> bytes:
     if header_len > MAX_HEADER_BYTES:  # pragma: no cover - cannot happen within MAX_LAYERS
         raise TamcFormatError(f"header of {header_len} bytes exceeds {MAX_HEADER_BYTES}")
     head = _PREFIX.pack(MAGIC, version, header_len) + bytes(body)
-    out = bytearray(head)
-    out += struct.pack("<I", zlib.crc32(head))
-    for _, data in layers:
-        out += data
-    return bytes(out)
+    return head + struct.pack("<I", zlib.crc32(head))
 
 
 def write_tamc(path: Union[str, "os.PathLike[str]"], header: Header, layers: Sequence[tuple[LayerSpec, bytes]]) -> int:
@@ -294,7 +391,7 @@ class _Source:
 
 
 def _parse(prefix_and_body: bytes, file_size: int) -> tuple[Header, tuple[LayerEntry, ...]]:
-    """Header and index from the first ``header_len`` bytes (already CRC-checked)."""
+    """Header and index of a version-1 or -2 file from its first ``header_len`` bytes (already CRC-checked)."""
     buf = prefix_and_body
     header_len = len(buf)
     version = buf[4]
@@ -358,13 +455,68 @@ def _parse(prefix_and_body: bytes, file_size: int) -> tuple[Header, tuple[LayerE
     return header, tuple(entries)
 
 
+def _parse_v3(buf: bytes, file_size: int) -> tuple[Header, tuple[LayerEntry, ...]]:
+    """Header and index of a version-3 file from its first ``header_len`` bytes (already checked)."""
+    header_len = len(buf)
+    end = header_len - _V3_CHECK.size
+    body = buf[:end]  # so that no field can be read out of the header check
+    _, pos = decode_varint(body, _V3_PREFIX_BYTES, "header length")
+    model_id = body[pos : pos + MODEL_ID_PREFIX_BYTES]
+    pos += MODEL_ID_PREFIX_BYTES
+    height, pos = decode_varint(body, pos, "image height")
+    width, pos = decode_varint(body, pos, "image width")
+    if pos + 3 > end:
+        raise TamcFormatError("truncated header: ends before the layer count")
+    quality, tasks, n_layers = body[pos], body[pos + 1], body[pos + 2]
+    pos += 3
+    header = Header(model_id=bytes(model_id), height=height, width=width, quality=quality, tasks=tasks, version=3)
+    header.validate()
+    if not 1 <= n_layers <= MAX_LAYERS:
+        raise TamcFormatError(f"layer count {n_layers} is outside 1 .. {MAX_LAYERS}")
+
+    data_size = file_size - header_len
+    entries: list[LayerEntry] = []
+    specs: list[LayerSpec] = []
+    offset = 0
+    for i in range(n_layers):
+        if pos + _V3_ENTRY_FIXED > end:
+            raise TamcFormatError(f"truncated index: ends inside layer {i}'s entry")
+        group, parent_code, mask, coding = body[pos], body[pos + 1], body[pos + 2], body[pos + 3]
+        pos += _V3_ENTRY_FIXED
+        length, pos = decode_varint(body, pos, f"layer {i} length")
+        if pos + _V3_CHECK.size > end:
+            raise TamcFormatError(f"truncated index: ends inside layer {i}'s check")
+        (check,) = _V3_CHECK.unpack_from(body, pos)
+        pos += _V3_CHECK.size
+        if offset + length > data_size:
+            raise TamcFormatError(
+                f"layer {i} (offset {offset}, length {length}) extends past the end of the file "
+                f"({data_size} bytes of layer data)"
+            )
+        parent = None if parent_code == 0 else parent_code - 1
+        specs.append(LayerSpec(group=group, parent=parent, tasks=mask, coding=coding))
+        entries.append(LayerEntry(index=i, group=group, parent=parent, tasks=mask, offset=header_len + offset,
+                                  length=length, crc32=check, coding=coding, crc_bits=16))
+        offset += length
+    if pos != end:
+        raise TamcFormatError(f"header length field says {header_len} bytes but header and index take "
+                              f"{pos + _V3_CHECK.size}")
+    if offset != data_size:
+        raise TamcFormatError(
+            f"file has {data_size - offset} bytes after the last layer (trailing data or wrong lengths)"
+        )
+    _check_layers(specs)
+    return header, tuple(entries)
+
+
 class TamcReader:
     """Open a ``.tamc`` file (path or bytes), validate header and index, read layers.
 
     Opening reads only the header and index. :meth:`read_layer` fetches one layer
-    and checks its CRC-32 before returning it. :attr:`bytes_read` counts every byte
-    fetched so far, so partial decoding can be measured against :attr:`file_size`.
-    Use as a context manager (or call :meth:`close`) when opened from a path.
+    and checks its CRC (CRC-32, or its low 16 bits in version 3) before returning it.
+    :attr:`bytes_read` counts every byte fetched so far, so partial decoding can be
+    measured against :attr:`file_size`. Use as a context manager (or call :meth:`close`)
+    when opened from a path.
     """
 
     def __init__(self, source: Union[str, "os.PathLike[str]", bytes, bytearray, memoryview]):
@@ -377,29 +529,57 @@ class TamcReader:
 
     def _open(self) -> tuple[Header, tuple[LayerEntry, ...]]:
         src = self._src
-        first = src.read(0, min(src.size, _PREFIX.size), "header prefix")
+        # enough for either prefix (versions 1 and 2: a u16 header length; 3: a varint); every valid
+        # header is longer, so these bytes are all header
+        first = src.read(0, min(src.size, _PROBE_BYTES), "header prefix")
         if first[:4] != MAGIC[: len(first[:4])] or not first:
             raise TamcFormatError(f"not a .tamc file: starts with {first[:4]!r}, expected {MAGIC!r}")
-        if len(first) < _PREFIX.size:
+        if len(first) <= 4:
             raise TamcFormatError(f"truncated file: {src.size} bytes, too short for the header")
-        magic, version, header_len = _PREFIX.unpack(first)
+        version = first[4]
         if version not in FORMAT_VERSIONS:
             newer = " (written by a newer tamc)" if version > FORMAT_VERSION else ""
             raise TamcFormatError(
                 f"unsupported format version {version}{newer}; this reader reads versions "
                 f"{', '.join(map(str, FORMAT_VERSIONS))}"
             )
-        if not _MIN_HEADER_BYTES <= header_len <= MAX_HEADER_BYTES:
-            raise TamcFormatError(f"header length {header_len} is outside {_MIN_HEADER_BYTES} .. {MAX_HEADER_BYTES}")
+        if version >= 3:
+            header_len = self._v3_header_len(first)
+            lowest = _MIN_HEADER_BYTES_V3
+        else:
+            if len(first) < _PREFIX.size:
+                raise TamcFormatError(f"truncated file: {src.size} bytes, too short for the header")
+            _, _, header_len = _PREFIX.unpack_from(first)
+            lowest = _MIN_HEADER_BYTES
+        if not lowest <= header_len <= MAX_HEADER_BYTES:
+            raise TamcFormatError(f"header length {header_len} is outside {lowest} .. {MAX_HEADER_BYTES}")
         if header_len > src.size:
             raise TamcFormatError(f"truncated file: header needs {header_len} bytes, the file has {src.size}")
-        rest = src.read(_PREFIX.size, header_len - _PREFIX.size, "header")
+        rest = src.read(len(first), header_len - len(first), "header")
         buf = first + rest
+        if version >= 3:
+            (stored,) = _V3_CHECK.unpack_from(buf, header_len - _V3_CHECK.size)
+            computed = _check16(buf[: header_len - _V3_CHECK.size])
+            if stored != computed:
+                raise TamcFormatError(f"header CRC mismatch (stored {stored:04x}, computed {computed:04x}): "
+                                      "the file is corrupt")
+            return _parse_v3(buf, src.size)
         (stored,) = struct.unpack_from("<I", buf, header_len - 4)
         computed = zlib.crc32(buf[: header_len - 4])
         if stored != computed:
             raise TamcFormatError(f"header CRC mismatch (stored {stored:08x}, computed {computed:08x}): the file is corrupt")
         return _parse(buf, src.size)
+
+    def _v3_header_len(self, first: bytes) -> int:
+        """Version 3's header length, a varint at byte 5: 1 or 2 bytes for any length a reader accepts."""
+        pos = _V3_PREFIX_BYTES
+        if len(first) <= pos or (first[pos] & 0x80 and len(first) <= pos + 1):
+            raise TamcFormatError(f"truncated file: {self._src.size} bytes, too short for the header")
+        if first[pos] & 0x80 and first[pos + 1] & 0x80:  # 3 bytes or more: at least 2**14
+            raise TamcFormatError(f"header length is outside {_MIN_HEADER_BYTES_V3} .. {MAX_HEADER_BYTES} "
+                                  "(its varint takes more than 2 bytes)")
+        value, _ = decode_varint(first, pos, "header length")
+        return value
 
     # -- info
 
@@ -451,14 +631,15 @@ class TamcReader:
     # -- data
 
     def read_layer(self, index: int) -> bytes:
-        """One layer's bytes, after checking its CRC-32."""
+        """One layer's bytes, after checking its CRC (CRC-32, or its low 16 bits in version 3)."""
         self._check_index(index)
         entry = self.layers[index]
         data = self._src.read(entry.offset, entry.length, f"layer {index}")
-        crc = zlib.crc32(data)
+        crc = entry.check(data)
         if crc != entry.crc32:
             raise TamcFormatError(
-                f"layer {index} CRC mismatch (stored {entry.crc32:08x}, computed {crc:08x}): the layer is corrupt"
+                f"layer {index} CRC mismatch (stored {entry.crc_hex}, computed {crc:0{entry.crc_bits // 4}x}): "
+                "the layer is corrupt"
             )
         return data
 

@@ -32,9 +32,11 @@ def _info_dict(path: Path, reader: TamcReader) -> dict:
         "file": str(path),
         "file_size": reader.file_size,
         "format_version": h.version,
+        # a version-3 file stores the id's first 4 bytes (8 hex digits) and no padded size (null: the
+        # model's padding of the image size gives it)
         "model_id": h.model_id_hex,
         "image_size": [h.height, h.width],
-        "padded_size": [h.padded_height, h.padded_width],
+        "padded_size": None if h.padded_height is None else [h.padded_height, h.padded_width],
         "quality": h.quality,
         "tasks": h.task_names,
         "header_size": reader.header_size,
@@ -49,7 +51,7 @@ def _layer_dict(e: LayerEntry) -> dict:
         "parent": e.parent,
         "offset": e.offset,
         "length": e.length,
-        "crc32": f"{e.crc32:08x}",
+        "crc32": e.crc_hex,  # 8 hex digits, or 4 in version 3 (the CRC-32's low 16 bits)
         "tasks": e.task_names,
         "coding": e.coding_name,
     }
@@ -67,6 +69,10 @@ def info(file: Path, as_json: bool) -> None:
     model manifest's `groups` list; parent is the layer (in this file) a layer is
     coded conditionally on; coding is how the layer is coded: latent (a tamc
     latent layer) or avif (the picture, coded by AVIF).
+
+    A format-version-3 file stores the first 4 bytes of its model's id and no
+    padded size (the model's padding gives it), so info shows the id prefix and
+    no padded size (--json: padded_size null); versions 1 and 2 store both.
     """
     with TamcReader(file) as reader:
         d = _info_dict(file, reader)
@@ -74,9 +80,11 @@ def info(file: Path, as_json: bool) -> None:
         click.echo(json.dumps(d, indent=2))
         return
     click.echo(f"{d['file']}: {d['file_size']} bytes, .tamc format version {d['format_version']}")
-    click.echo(f"  model id     {d['model_id']}")
-    click.echo(f"  image size   {d['image_size'][0]}x{d['image_size'][1]} (HxW), padded to "
-               f"{d['padded_size'][0]}x{d['padded_size'][1]}")
+    h: Header = reader.header
+    click.echo(f"  model id     {d['model_id']}" + (" (its first 4 bytes)" if h.model_id_is_prefix else ""))
+    padded = ("" if d["padded_size"] is None
+              else f", padded to {d['padded_size'][0]}x{d['padded_size'][1]}")
+    click.echo(f"  image size   {d['image_size'][0]}x{d['image_size'][1]} (HxW){padded}")
     click.echo(f"  quality      {d['quality']}")
     click.echo(f"  tasks        {', '.join(d['tasks']) or '(none)'}")
     click.echo(f"  header       {d['header_size']} bytes (header + index)")
@@ -442,13 +450,15 @@ def decode(file: str, task: str, output: str | None, raw: str | None, model_name
 
     \b
     Size limit: a file whose padded image exceeds 16,777,216 pixels is refused
-    from its header, before anything is allocated, unless --allow-large.
+    from its header (and, for a version-3 file, the model's padding), before
+    anything is allocated, unless --allow-large.
 
     \b
-    MODELS: the file names the model that made it by id; tamc looks for it in
-    the shipped models/ folder, then in each folder of $TAMC_MODEL_PATH
-    (separated by ':'). --model NAME_OR_DIR uses that model instead; it must
-    have the same id. A missing model is an error naming the id.
+    MODELS: the file names the model that made it by id (a format-version-3
+    file by the id's first 4 bytes); tamc looks for it in the shipped models/
+    folder, then in each folder of $TAMC_MODEL_PATH (separated by ':').
+    --model NAME_OR_DIR uses that model instead; it must have the same id. A
+    missing model is an error naming the id.
 
     Outputs are written whole or not at all; the input is never overwritten.
 
@@ -474,10 +484,11 @@ def decode(file: str, task: str, output: str | None, raw: str | None, model_name
         available = sorted({t for e in reader.layers for t in e.task_names}, key=TASKS.index)
     if name not in available:
         raise TamcInputError(f"{src}: task {name!r} is not in this file (it has: {', '.join(available) or 'none'})")
-    try:
-        check_padded(hdr.height, hdr.width, hdr.padded_height, hdr.padded_width, "decode", allow_large)
-    except TamcInputError as exc:
-        raise TamcInputError(f"{src}: {exc}") from None
+    if hdr.padded_height is not None and hdr.padded_width is not None:  # versions 1 and 2 declare it
+        try:
+            check_padded(hdr.height, hdr.width, hdr.padded_height, hdr.padded_width, "decode", allow_large)
+        except TamcInputError as exc:
+            raise TamcInputError(f"{src}: {exc}") from None
 
     picture_path: Path | str | None = None
     fmt = "PNG"
@@ -509,6 +520,12 @@ def decode(file: str, task: str, output: str | None, raw: str | None, model_name
 
     codec = _import_codec()
     rt = codec.load_model(model_name, model_id=hdr.model_id_hex)
+    codec.check_file_model(rt, hdr)
+    if hdr.padded_height is None:  # version 3: the model's padding of the image size
+        try:
+            check_padded(hdr.height, hdr.width, *codec.file_padded_size(rt, hdr), "decode", allow_large)
+        except TamcInputError as exc:
+            raise TamcInputError(f"{src}: {exc}") from None
     try:
         res = codec.decode_task(source, name, rt, allow_large)
     except MemoryError:

@@ -103,6 +103,12 @@ def picture_layer(base, out, name, data, images, targets, settings_file, record,
         provenance = {"settings_from": settings_file,
                       **({k: doc[k] for k in ("data", "images", "targets", "libavif") if k in doc}
                          if isinstance(doc, dict) else {})}
+        if isinstance(doc, dict) and "groups" in doc:
+            # what the record measured of each chosen setting: the card's table (train.card.picture_lines)
+            keys = ("q", "label", "bpp", "avif_bpp", "psnr_db", "loss")
+            provenance["groups"] = {g: {"criteria": v.get("criteria", []),
+                                        "chosen": [{k: c[k] for k in keys if k in c} for c in v["qualities"]]}
+                                    for g, v in doc["groups"].items()}
     else:
         if not data:
             raise TamcInputError("pass --from-data (pictures to measure on) or --settings")
@@ -137,8 +143,9 @@ def picture_layer(base, out, name, data, images, targets, settings_file, record,
 
         h, w = pictures[0].shape[:2]
         measured = sorted(measure.cache.values(), key=lambda r: (r["scale"], r["setting"]))
+        # a file's header and index, format version 3 (docs/FORMAT.md, overheads): 19 bytes and 8 a layer
         vbd = validation_bd(measured, chosen,
-                            header_bytes=48 + 11 * (len(group_list) + len(m["groups"])), pixels=h * w)
+                            header_bytes=19 + 8 * (len(group_list) + len(m["groups"])), pixels=h * w)
         for t, r in vbd.items():
             click.echo(f"validation BD-rate of {t} against AVIF at its best scale: " + ", ".join(
                 f"{k} {v['value']:+.1f} %" if v["value"] is not None else f"{k} {v['status']}" for k, v in r.items()),

@@ -540,9 +540,11 @@ def export(codec_pt: str, out: str, name: str | None, grouping: str | None, dag_
 
 def _add_picture_layer() -> None:
     # torch-free, in its own module: `tamc train picture-layer --help` stays light
+    from .fixed_hyper_cmd import fixed_hyper
     from .picture_cmd import picture_layer
 
     train.add_command(picture_layer)
+    train.add_command(fixed_hyper)
 
 
 _add_picture_layer()

@@ -14,7 +14,6 @@ numpy and Pillow only (no torch): a picture layer needs no training.
 """
 from __future__ import annotations
 
-import hashlib
 import io
 import json
 import math
@@ -23,10 +22,10 @@ from pathlib import Path
 
 import numpy as np
 
-from ..atomic import atomic_write_bytes
 from ..contract import TASKS, group_id
 from ..errors import TamcInputError
-from ..runtime.manifest import DEFAULT_PARENT_INPUT, PICTURE_TASKS, REFERENCE, REFERENCE_SCHEMA, model_id, read_manifest
+from ..runtime.manifest import DEFAULT_PARENT_INPUT, PICTURE_TASKS, REFERENCE, read_manifest
+from ..train.model_folder import write_model_folder
 
 #: Default target rates (bits per pixel of a picture layer on the validation scenes) of qualities
 #: 1..5: from about the rate where AVIF's picture meets the bench's iso targets to about 1 bpp,
@@ -208,6 +207,7 @@ def choose_settings(images: list[np.ndarray] | Measurer, targets: list[float], t
     measurements; `known`: measurements of an earlier run on the same pictures (its record's
     "measured"), not made again."""
     from ..bench import baselines
+    from ..runtime.manifest import PICTURE_SCALES
 
     measure = images if isinstance(images, Measurer) else Measurer(images, threads, log)
     for r in known or ():
@@ -215,7 +215,7 @@ def choose_settings(images: list[np.ndarray] | Measurer, targets: list[float], t
             measure.cache.setdefault((int(r["scale"]), int(r["setting"])), dict(r))
     criteria = list(criteria)
     curves: dict[int, list[dict]] = {}
-    for scale in baselines.SCALES:
+    for scale in [s for s in baselines.SCALES if s in PICTURE_SCALES]:  # not every scale of the bench's
         log(f"AVIF at scale {baselines.scale_label(scale)} on {len(measure.images)} pictures:")
         curves[scale] = [measure(scale, s) for s in baselines.sweep("avif", scale, quick=False)]
     chosen = []
@@ -241,7 +241,7 @@ def choose_settings(images: list[np.ndarray] | Measurer, targets: list[float], t
     return {"qualities": chosen, "measured": sorted(measure.cache.values(), key=lambda r: (r["scale"], r["setting"]))}
 
 
-def validation_bd(measured: list[dict], chosen: dict[str, list[dict]], header_bytes: float = 70.0,
+def validation_bd(measured: list[dict], chosen: dict[str, list[dict]], header_bytes: float = 27.0,
                   pixels: float = 512 * 512) -> dict[str, dict]:
     """Each picture task's BD-rate (%, PCHIP, as the bench computes it) of the chosen settings
     against AVIF's best variant on the measured pictures: the lower envelope of every measured
@@ -266,15 +266,6 @@ def validation_bd(measured: list[dict], chosen: dict[str, list[dict]], header_by
 
 
 # --------------------------------------------------------------------------- the model
-
-
-def _previous_files(folder: Path) -> set[str]:
-    """The files an earlier model in `folder` listed (train.export's rule, without its torch import)."""
-    try:
-        listed = json.loads((folder / "manifest.json").read_text()).get("files", {})
-    except (OSError, ValueError, AttributeError):
-        return set()
-    return {f for f in listed if isinstance(f, str) and f == Path(f).name and f != "manifest.json"}
 
 
 def picture_qualities(chosen: list[dict]) -> list[dict]:
@@ -377,34 +368,23 @@ def build_picture_model(base_dir: str | Path, out_dir: str | Path, qualities: li
     }
     if base.get("parent_input", DEFAULT_PARENT_INPUT) != DEFAULT_PARENT_INPUT:
         manifest["parent_input"] = base["parent_input"]
+    fixed = [g for g in kept if g in base.get("fixed_hyper", ())]
+    if fixed:
+        manifest["fixed_hyper"] = fixed
     sc = base.get("scene_scale")
     if sc:
         sgroups = [g for g in sc.get("groups", ()) if g in kept]
         stasks = [t for t in sc.get("tasks", ()) if serving.get(t) in kept]
         if sgroups or stasks:
             manifest["scene_scale"] = {"size": sc["size"], "groups": sgroups, **({"tasks": stasks} if stasks else {})}
-    manifest["files"] = {f: hashlib.sha256(d).hexdigest() for f, d in sorted(files.items())}
-    manifest["model_id"] = model_id(manifest)
-
-    previous = _previous_files(out)
-    out.mkdir(parents=True, exist_ok=True)
-    for fname, data in files.items():
-        atomic_write_bytes(out / fname, data)
-    atomic_write_bytes(out / "manifest.json", (json.dumps(manifest, indent=2) + "\n").encode())
     try:
         ref = json.loads((base_dir / REFERENCE).read_text())
         trivial = {t: v for t, v in ref["trivial_loss"].items() if t in serving}
     except (OSError, ValueError, KeyError):
         trivial = {}
-    if trivial:
-        # the trivial predictor is the task's, not the model's: the base's serves every task here
-        reference = {"schema": REFERENCE_SCHEMA, "model_id": manifest["model_id"],
-                     "trivial_loss": {t: trivial[t] for t in TASKS if t in trivial},
-                     "source": f"{base['model_id']}'s ({ref.get('source', 'its reference')})"}
-        atomic_write_bytes(out / REFERENCE, (json.dumps(reference, indent=2) + "\n").encode())
-    for fname in previous - set(files):
-        (out / fname).unlink(missing_ok=True)
-    return manifest
+    # the trivial predictor is the task's, not the model's: the base's serves every task here
+    return write_model_folder(out, manifest, files, {t: trivial[t] for t in TASKS if t in trivial},
+                              f"{base['model_id']}'s ({ref.get('source', 'its reference')})" if trivial else "")
 
 
 __all__ = ["CRITERIA", "DEFAULT_TARGETS", "DEFAULT_IMAGES", "Measurer", "build_picture_model", "choose_settings",

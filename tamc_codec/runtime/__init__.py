@@ -13,10 +13,11 @@
 Only numpy, Pillow, onnxruntime and the stdlib coders are imported here; tests/test_runtime_imports.py
 keeps torch, training, data generation and benchmarking out.
 """
-from .codec import (DecodeResult, EncodeResult, check_image_size, check_quality, decode, decode_task,
-                    default_threads, encode, encode_image, load_model, pad_picture, parse_tasks, raw_output, task_prediction)
+from .codec import (DecodeResult, EncodeResult, check_file_model, check_image_size, check_quality, decode,
+                    decode_task, default_threads, encode, encode_image, file_padded_size, load_model, pad_picture,
+                    padded_size, parse_tasks, raw_output, task_prediction)
 from .model import RuntimeModel, find_model
 
-__all__ = ["DecodeResult", "EncodeResult", "RuntimeModel", "check_image_size", "check_quality", "decode",
-           "decode_task", "default_threads", "encode", "encode_image", "find_model", "load_model",
-           "pad_picture", "parse_tasks", "raw_output", "task_prediction"]
+__all__ = ["DecodeResult", "EncodeResult", "RuntimeModel", "check_file_model", "check_image_size", "check_quality",
+           "decode", "decode_task", "default_threads", "encode", "encode_image", "file_padded_size", "find_model",
+           "load_model", "pad_picture", "padded_size", "parse_tasks", "raw_output", "task_prediction"]

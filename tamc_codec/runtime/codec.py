@@ -20,6 +20,7 @@ import numpy as np
 
 from .. import limits
 from ..bitstream import CODING_AVIF, CODING_LATENT, CODINGS, Header, LayerSpec, TamcReader, pack
+from ..bitstream.container import MODEL_ID_PREFIX_BYTES
 from ..contract import TASK_ALIASES, TASKS, mask_tasks, parse_task_list, task_mask
 from ..errors import TamcFormatError, TamcInputError, TamcModelError
 from .images import read_image
@@ -44,7 +45,8 @@ def _threads(threads: int | None) -> int:
 
 
 def load_model(name_or_dir: str | None = None, model_id: str | None = None) -> RuntimeModel:
-    """The model a name or folder names (runtime.model.find_model), loaded once per process."""
+    """The model a name or folder names (runtime.model.find_model), loaded once per process.
+    `model_id`: a file's model id in hex, the full 32 digits or the 8 of a version-3 file's prefix."""
     folder = find_model(name_or_dir, model_id)
     key = str(folder.resolve())
     if key not in _MODELS:
@@ -90,10 +92,35 @@ def check_image_size(rt: RuntimeModel, height: int, width: int, allow_large: boo
         raise TamcInputError(f"the image is empty ({height}x{width} pixels)")
     if max(height, width) > limits.MAX_SIDE:
         raise TamcInputError(f"{height}x{width} (HxW) pixels; sides above {limits.MAX_SIDE} cannot be coded")
-    m = rt.pad_multiple(height, width)
-    ph, pw = -(-height // m) * m, -(-width // m) * m
+    ph, pw = padded_size(rt, height, width)
     limits.check_padded(height, width, ph, pw, "encode", allow_large)
     return ph, pw
+
+
+def padded_size(rt: RuntimeModel, height: int, width: int) -> tuple[int, int]:
+    """The size `rt` pads a height x width picture to (pad_picture's): each side rounded up to the
+    model's padding multiple for that size. A version-3 file stores no padded size: this is it."""
+    m = rt.pad_multiple(height, width)
+    return -(-height // m) * m, -(-width // m) * m
+
+
+def check_file_model(rt: RuntimeModel, header: Header) -> None:
+    """TamcModelError naming both ids unless the file's model id (16 bytes, or version 3's 4-byte
+    prefix) is `rt`'s or one whose files `rt` decodes (CONTRACT.md, same coding)."""
+    if not any(header.made_by(i) for i in rt.reads):
+        kind = " (the first 4 bytes of its id, which is all a version-3 file stores)" if header.model_id_is_prefix else ""
+        raise TamcModelError(f"the file was made by model {header.model_id_text()}{kind}, not by {rt.id} ({rt.folder})")
+
+
+def file_padded_size(rt: RuntimeModel, header: Header) -> tuple[int, int]:
+    """The padded size a file's picture was coded at: the model's padding of its size for version 3
+    (padded_size), the stored one for versions 1 and 2, which must be a multiple of the model's padding."""
+    if header.padded_height is None or header.padded_width is None:
+        return padded_size(rt, header.height, header.width)
+    multiple = rt.pad_multiple(header.height, header.width)
+    if header.padded_height % multiple or header.padded_width % multiple:
+        raise TamcFormatError("padded size is not a multiple of the model's padding")
+    return header.padded_height, header.padded_width
 
 
 def parse_tasks(tasks: Any, model: RuntimeModel) -> list[str]:
@@ -208,8 +235,9 @@ def encode_image(image: Any, tasks: Any = "all", quality: int | None = None,
         position[g] = len(layers) - 1
         info.append({"group": g, "parent": p, "tasks": served, "bytes": len(layer.payload),
                      "coding": CODINGS[CODING_LATENT], "substreams": layer.substreams})
-    header = Header(model_id=bytes.fromhex(rt.id), height=h, width=w, padded_height=padded.shape[0],
-                    padded_width=padded.shape[1], quality=q, tasks=task_mask(names))
+    # format version 3: the id's prefix, and no padded size (the decoder pads as padded_size does)
+    header = Header(model_id=bytes.fromhex(rt.id)[:MODEL_ID_PREFIX_BYTES], height=h, width=w, quality=q,
+                    tasks=task_mask(names))
     return EncodeResult(data=pack(header, layers), layers=info, height=h, width=w,
                         padded_height=padded.shape[0], padded_width=padded.shape[1],
                         latents={**{g: c.latent for g, c in coded.items()}, **decoded_pictures})
@@ -225,14 +253,16 @@ def _task_name(task: str) -> str:
 def decode_task(source: bytes | str | Path, task: str, model: str | RuntimeModel | None = None,
                 allow_large: bool = False, threads: int | None = None) -> DecodeResult:
     """Decode `task` from a .tamc file or its bytes; a padded size above limits.MAX_PIXELS (from a
-    crafted or corrupt header, say) is refused before anything is allocated, unless allow_large."""
+    crafted or corrupt header, say) is refused before anything is allocated, unless allow_large.
+    The padded size is the one a version-1 or -2 file declares, checked before the model is
+    loaded, or the model's padding of a version-3 file's image size (file_padded_size)."""
     task = _task_name(task)
     with TamcReader(source) as reader:
         hdr = reader.header
-        limits.check_padded(hdr.height, hdr.width, hdr.padded_height, hdr.padded_width, "decode", allow_large)
+        if hdr.padded_height is not None and hdr.padded_width is not None:
+            limits.check_padded(hdr.height, hdr.width, hdr.padded_height, hdr.padded_width, "decode", allow_large)
         rt = _runtime(model, hdr.model_id_hex)
-        if hdr.model_id_hex not in rt.reads:
-            raise TamcModelError(f"the file was made by model {hdr.model_id_hex}, not by {rt.id} ({rt.folder})")
+        check_file_model(rt, hdr)
         available = sorted({t for e in reader.layers for t in mask_tasks(e.tasks)}, key=TASKS.index)
         if task not in available:
             raise TamcInputError(f"task {task!r} is not in this file (it has: {', '.join(available) or 'none'})")
@@ -240,10 +270,8 @@ def decode_task(source: bytes | str | Path, task: str, model: str | RuntimeModel
         q = hdr.quality
         if not 1 <= q <= rt.qualities:
             raise TamcFormatError(f"quality {q} is outside the model's 1..{rt.qualities}")
-        ph, pw = hdr.padded_height, hdr.padded_width
-        multiple = rt.pad_multiple(hdr.height, hdr.width)
-        if ph % multiple or pw % multiple:
-            raise TamcFormatError("padded size is not a multiple of the model's padding")
+        ph, pw = file_padded_size(rt, hdr)
+        limits.check_padded(hdr.height, hdr.width, ph, pw, "decode", allow_large)
         decoded: dict[int, CodedLayer] = {}
         for li in chain:
             entry = reader.layers[li]
@@ -262,8 +290,6 @@ def decode_task(source: bytes | str | Path, task: str, model: str | RuntimeModel
                 return DecodeResult(output=picture_output(task, picture), task=task, bytes_read=reader.bytes_read,
                                     file_size=reader.file_size, layers=list(chain))
             payload = reader.read_payload(li)
-            if len(payload.streams) != 3:
-                raise TamcFormatError(f"layer {li} has {len(payload.streams)} sub-streams, expected 3")
             step = rt.latent_stride * rt.factor(g, hdr.height, hdr.width)
             parent = decoded[entry.parent].context if entry.parent is not None else None
             decoded[li] = LayerCodec(rt, g, q, (ph // step, pw // step), parent).decode(payload, f"layer {li} ({g})")

@@ -1,7 +1,8 @@
 """One group's layer, coded and decoded by the same steps (docs/FORMAT.md, layer payload).
 
 A layer is three sub-streams:
-0. the hyper-latent z, rounded around the factorised prior's medians;
+0. the hyper-latent z, rounded around the factorised prior's medians; absent where the model
+   fixes z (docs/MODEL.md, fixed hyper-latents), so that the layer is the next two only;
 1. the latent's anchors ((i + j) even), each a Gaussian whose mean and scale come from ψ (the
    hyper-synthesis of ẑ) and the decoded parent;
 2. the rest, whose parameters also see the decoded anchors.
@@ -21,6 +22,7 @@ import numpy as np
 
 from ..bitstream import LayerPayload, pack_substreams
 from ..entropy import index_checksum
+from ..errors import TamcFormatError
 from .model import RuntimeModel
 from .resample import on_grid
 
@@ -59,12 +61,17 @@ class LayerCodec:
         self.grid = grid
         self.gain, self.inv_gain = model.gains(group, quality)
         self.hyper, self.medians = model.hyper_coder(group)
+        self.fixed_z = model.fixed_hyper(group, quality)
         self.parent = on_grid(parent, grid) if parent is not None else None
         channels = int(model.manifest["latent_channels"])
         self.shape = (1, channels, *grid)
         self.anchor = checkerboard(*grid)[None, None] & np.ones(self.shape, bool)
 
     # ------------------------------------------------------------------ both directions
+
+    def _fixed_symbols(self) -> np.ndarray:
+        zh, zw = (-(-n // self.model.hyper_stride) for n in self.grid)
+        return np.broadcast_to(self.fixed_z[None, :, None, None], (1, self.fixed_z.shape[0], zh, zw)).copy()
 
     def _psi(self, z_sym: np.ndarray) -> np.ndarray:
         z_hat = (z_sym + self.medians[None, :, None, None]).astype(np.float32)
@@ -104,8 +111,11 @@ class LayerCodec:
     def encode(self, y: np.ndarray) -> CodedLayer:
         """Code the analysis output `y` (1, C, H, W) on this layer's grid."""
         ys = y * self.gain[None, :, None, None]
-        z = self.model.run(self.group, "hyper_analysis", PARAM_THREADS, ys=ys)[0]
-        z_sym = np.rint(z - self.medians[None, :, None, None]).astype(np.int32)
+        if self.fixed_z is None:
+            z = self.model.run(self.group, "hyper_analysis", PARAM_THREADS, ys=ys)[0]
+            z_sym = np.rint(z - self.medians[None, :, None, None]).astype(np.int32)
+        else:
+            z_sym = self._fixed_symbols()
         coded: list[np.ndarray] = []
 
         def rounded(k: int, mask: np.ndarray, mean: np.ndarray, indexes: list[np.ndarray]) -> np.ndarray:
@@ -113,20 +123,26 @@ class LayerCodec:
             return coded[-1]
 
         y_hat, indexes = self._latent(self._psi(z_sym), rounded)
-        streams = [self.hyper.encode(z_sym)]
+        streams = [self.hyper.encode(z_sym)] if self.fixed_z is None else []
         streams += [self.model.gaussian.encode(sym, idx) for sym, idx in zip(coded, indexes)]
         payload = pack_substreams(streams, index_checksum(*indexes))
         return self._coded(y_hat, payload, [len(s) for s in streams])
 
     def decode(self, payload: LayerPayload, what: str) -> CodedLayer:
         """Decode a layer's sub-streams; `what` names the layer in errors."""
-        zh, zw = (-(-n // self.model.hyper_stride) for n in self.grid)
-        z_sym = self.hyper.decode(payload.streams[0], (1, self.hyper.channels, zh, zw))
+        first = 0 if self.fixed_z is not None else 1  # the stream of pass 1
+        if len(payload.streams) != first + 2:
+            raise TamcFormatError(f"{what} has {len(payload.streams)} sub-streams, expected {first + 2}")
+        if self.fixed_z is None:
+            zh, zw = (-(-n // self.model.hyper_stride) for n in self.grid)
+            z_sym = self.hyper.decode(payload.streams[0], (1, self.hyper.channels, zh, zw))
+        else:
+            z_sym = self._fixed_symbols()
 
         def read(k: int, mask: np.ndarray, mean: np.ndarray, indexes: list[np.ndarray]) -> np.ndarray:
             if k == 2:  # every scale bin is known: check them before reading the last stream
                 payload.verify(index_checksum(*indexes), what=what)
-            return self.model.gaussian.decode(payload.streams[k], indexes[-1])
+            return self.model.gaussian.decode(payload.streams[first + k - 1], indexes[-1])
 
         y_hat, _ = self._latent(self._psi(z_sym), read)
         return self._coded(y_hat, b"", [len(s) for s in payload.streams])

@@ -74,6 +74,10 @@ def read_manifest(folder: str | Path) -> dict:
             raise ValueError(f"unknown parent_input {m['parent_input']!r}")
         if not all(isinstance(i, str) and len(i) == 32 for i in m.get("same_coding_as", [])):
             raise ValueError("same_coding_as lists model ids (32 hex digits)")
+        fixed = m.get("fixed_hyper", [])
+        if not (isinstance(fixed, list) and len(set(fixed)) == len(fixed)
+                and set(fixed) <= set(m["groups"]) - set(m.get("pictures", {}))):
+            raise ValueError("fixed_hyper lists learned groups of the model, each once")
         if "scene_scale" in m:
             sc = m["scene_scale"]
             if not (isinstance(sc["size"], int) and sc["size"] > 0 and set(sc["groups"]) <= set(m["groups"])

@@ -37,7 +37,8 @@ def search_path() -> list[Path]:
 
 
 def find_model(name_or_dir: str | None = None, model_id: str | None = None) -> Path:
-    """A model folder: an explicit folder or name, else the one whose id matches, else the default."""
+    """A model folder: an explicit folder or name, else the one whose id matches (`model_id`: all 32
+    hex digits, or a version-3 file's first 8), else the default."""
     if name_or_dir:
         p = Path(name_or_dir)
         if (p / "manifest.json").exists():
@@ -49,18 +50,21 @@ def find_model(name_or_dir: str | None = None, model_id: str | None = None) -> P
     candidates = [d for root in search_path() if root.is_dir() for d in sorted(root.iterdir())
                   if (d / "manifest.json").exists()]
     if model_id is not None:
-        # the model that wrote the file, else one that codes exactly as it did (CONTRACT.md, same coding)
+        # the model that wrote the file, else one that codes exactly as it did (CONTRACT.md, same
+        # coding); a version-3 file names the first 8 hex digits only: the first model found whose
+        # id starts so (its layer and scale-index checks catch a wrong one)
+        model_id = model_id.lower()
         manifests = []
         for d in candidates:
             try:
                 m = read_manifest(d)
             except TamcModelError:
                 continue
-            if m["model_id"] == model_id:
+            if m["model_id"].startswith(model_id):
                 return d
             manifests.append((d, m))
         for d, m in manifests:
-            if model_id in m.get("same_coding_as", ()):
+            if any(i.startswith(model_id) for i in m.get("same_coding_as", ())):
                 return d
         raise TamcModelError(f"the file was made by model {model_id}, which is not installed "
                              f"(searched {', '.join(str(r) for r in search_path())}; set {MODEL_PATH_ENV} or pass --model)")
@@ -174,6 +178,13 @@ class RuntimeModel:
 
         k = self.groups.index(group)
         return FactorizedCoder.from_arrays(self.tables, prefix=f"z{k}/"), self.tables[f"z{k}/medians"]
+
+    def fixed_hyper(self, group: str, quality: int) -> np.ndarray | None:
+        """The hyper-latent symbols (Cz,) every position of `group`'s z takes at `quality` when the
+        model fixes them (docs/MODEL.md, fixed hyper-latents: no z is coded), else None."""
+        if group not in self.manifest.get("fixed_hyper", ()):
+            return None
+        return self.tables[f"z{self.groups.index(group)}/fixed"][quality - 1]
 
     def gains(self, group: str, quality: int) -> tuple[np.ndarray, np.ndarray]:
         k = self.groups.index(group)

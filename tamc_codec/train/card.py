@@ -15,6 +15,7 @@ import platform
 from pathlib import Path
 
 from ..atomic import atomic_write_bytes
+from ..bitstream import FORMAT_VERSION
 
 
 # stage2.json records gain_range only since it became an option; earlier runs used this fixed range
@@ -138,7 +139,7 @@ def _head_lines(manifest: dict, model: Path) -> list[str]:
         f"# tamc model `{manifest['name']}`",
         "",
         f"Model id `{manifest['model_id']}`, {size / 1e6:.1f} MB ({manifest['weights_precision']} weights), "
-        f".tamc format {manifest['format_version']}, {len(manifest['qualities'])} qualities.",
+        f"written as .tamc format {FORMAT_VERSION}, {len(manifest['qualities'])} qualities.",
         "",
         "## What it does",
         "",

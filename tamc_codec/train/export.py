@@ -11,20 +11,18 @@ same decoded values, so both compute the same entropy parameters (closed loop).
 """
 from __future__ import annotations
 
-import hashlib
 import io
-import json
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn as nn
 
-from ..atomic import atomic_write_bytes
 from ..contract import SCENE_TASKS, TASKS, group_tasks
-from ..runtime.manifest import DEFAULT_PARENT_INPUT, MODEL_SCHEMA, REFERENCE, REFERENCE_SCHEMA, model_id
+from ..runtime.manifest import DEFAULT_PARENT_INPUT, MODEL_SCHEMA, model_id
 from ..tasks.registry import TASK_SPECS
 from . import DEFAULT_SCENE_SIZE
+from .model_folder import write_model_folder
 from .stage2 import CodecModel, load_codec_model
 
 PAD_MULTIPLE = 64  # latent stride 16 x hyper-latent stride 4
@@ -205,9 +203,6 @@ def export_model(codec_pt: str | Path, out_dir: str | Path, *, name: str, proven
     # the Gaussian PMF table is mostly zeros: compressed it is a tenth of the size
     np.savez_compressed(buf, **tables)
     files["tables.npz"] = buf.getvalue()
-    previous = _previous_files(out)
-    for fname, data in files.items():
-        atomic_write_bytes(out / fname, data)
     state = torch.load(codec_pt, map_location="cpu", weights_only=False)
     d = state["describe"]
     manifest = {
@@ -230,7 +225,6 @@ def export_model(codec_pt: str | Path, out_dir: str | Path, *, name: str, proven
         "tables": "tables.npz",
         "weights_precision": "float16",
         "provenance": provenance or {},
-        "files": {fname: hashlib.sha256(data).hexdigest() for fname, data in sorted(files.items())},
     }
     if model.parent_input != DEFAULT_PARENT_INPUT:
         # absent means the default, so the manifests (and ids) of earlier models stay valid
@@ -245,17 +239,9 @@ def export_model(codec_pt: str | Path, out_dir: str | Path, *, name: str, proven
     if scene_groups:
         # absent means every group at full size, so earlier models keep their ids
         manifest["scene_scale"] = {"size": int(scene_size), "groups": scene_groups}
-    manifest["model_id"] = model_id(manifest)
-    atomic_write_bytes(out / "manifest.json", (json.dumps(manifest, indent=2) + "\n").encode())
-    reference = {"schema": REFERENCE_SCHEMA, "model_id": manifest["model_id"],
-                 "trivial_loss": {t: float(state["trivial"][t]) for t in manifest["tasks"] if t in state["trivial"]},
-                 "source": f"{Path(codec_pt).as_posix()} (stage 2's trivial losses, from its stage-1 anchor)"}
-    atomic_write_bytes(out / REFERENCE, (json.dumps(reference, indent=2) + "\n").encode())
-    for fname in previous - set(files):
-        # graphs of the model this export replaces (e.g. a group no longer coded); files no
-        # manifest listed, such as the model card, are the user's and stay
-        (out / fname).unlink(missing_ok=True)
-    return manifest
+    return write_model_folder(out, manifest, files,
+                              {t: float(state["trivial"][t]) for t in manifest["tasks"] if t in state["trivial"]},
+                              f"{Path(codec_pt).as_posix()} (stage 2's trivial losses, from its stage-1 anchor)")
 
 
 def replace_decoders(model_dir: str | Path, out_dir: str | Path, decoders: dict[str, nn.Module], *,
@@ -297,11 +283,7 @@ def replace_decoders(model_dir: str | Path, out_dir: str | Path, decoders: dict[
             specs[t]["context"] = reads
         kwargs = {"context": torch.rand(1, width, 8, 8)} if reads else None
         files[specs[t]["file"]] = _onnx_bytes(module, (torch.rand(1, c, 8, 8),), specs[t]["inputs"], ["pred"], kwargs)
-    previous = _previous_files(out)
-    out.mkdir(parents=True, exist_ok=True)
-    for fname, data in files.items():
-        atomic_write_bytes(out / fname, data)
-    reference = read_reference(src, manifest["model_id"])
+    reference = read_reference(src, manifest["model_id"]) or {}
     # the coding is the source's, byte for byte: its files (and its predecessors') decode here
     same = [*manifest.get("same_coding_as", []), manifest["model_id"]]
     manifest = {k: v for k, v in manifest.items() if k != "model_id"}
@@ -318,24 +300,7 @@ def replace_decoders(model_dir: str | Path, out_dir: str | Path, decoders: dict[
             del scene["tasks"]
         if scene["groups"] or scene_tasks:
             manifest["scene_scale"] = scene
-    manifest["files"] = {fname: hashlib.sha256(data).hexdigest() for fname, data in sorted(files.items())}
-    manifest["model_id"] = model_id(manifest)
-    atomic_write_bytes(out / "manifest.json", (json.dumps(manifest, indent=2) + "\n").encode())
-    if reference:
-        reference = {**reference, "model_id": manifest["model_id"]}
-        atomic_write_bytes(out / REFERENCE, (json.dumps(reference, indent=2) + "\n").encode())
-    for fname in previous - set(files):
-        (out / fname).unlink(missing_ok=True)
-    return manifest
-
-
-def _previous_files(folder: Path) -> set[str]:
-    try:
-        listed = json.loads((folder / "manifest.json").read_text()).get("files", {})
-    except (OSError, ValueError, AttributeError):
-        return set()
-    # only plain names inside the folder: a damaged manifest must not reach other paths
-    return {f for f in listed if isinstance(f, str) and f == Path(f).name and f != "manifest.json"}
+    return write_model_folder(out, manifest, files, reference.get("trivial_loss"), reference.get("source", ""))
 
 
 __all__ = ["export_model", "replace_decoders", "model_id", "round_to_float16", "PAD_MULTIPLE", "group_tasks"]

@@ -9,7 +9,6 @@ only cost bits. The base's remaining layers therefore code exactly the bits they
 """
 from __future__ import annotations
 
-import hashlib
 import io
 import json
 import re
@@ -17,10 +16,10 @@ from pathlib import Path
 
 import numpy as np
 
-from ..atomic import atomic_write_bytes
 from ..contract import TASKS
 from ..errors import TamcInputError
-from ..runtime.manifest import DEFAULT_PARENT_INPUT, REFERENCE, REFERENCE_SCHEMA, model_id, read_manifest
+from ..runtime.manifest import DEFAULT_PARENT_INPUT, REFERENCE, read_manifest
+from .model_folder import write_model_folder
 
 #: what must be equal for the two models' layers to live in one file
 SHARED_KEYS = ("format_version", "latent_channels", "latent_stride", "padding_multiple", "input", "weights_precision")
@@ -147,19 +146,12 @@ def merge_models(base_dir: str | Path, added_dir: str | Path, out_dir: str | Pat
     }
     if base.get("parent_input", DEFAULT_PARENT_INPUT) != DEFAULT_PARENT_INPUT:
         manifest["parent_input"] = base["parent_input"]
+    fixed = [g for g in groups if g in added.get("fixed_hyper", ()) or g in base.get("fixed_hyper", ())]
+    if fixed:
+        manifest["fixed_hyper"] = fixed
     if scene_groups or scene_tasks:
         manifest["scene_scale"] = {"size": sizes.pop(), "groups": scene_groups,
                                    **({"tasks": scene_tasks} if scene_tasks else {})}
-    manifest["files"] = {f: hashlib.sha256(d).hexdigest() for f, d in sorted(files.items())}
-    manifest["model_id"] = model_id(manifest)
-
-    from .export import _previous_files
-
-    previous = _previous_files(out)
-    out.mkdir(parents=True, exist_ok=True)
-    for fname, data in files.items():
-        atomic_write_bytes(out / fname, data)
-    atomic_write_bytes(out / "manifest.json", (json.dumps(manifest, indent=2) + "\n").encode())
     trivial = {}
     for src_dir, src in ((base_dir, base), (added_dir, added)):
         try:
@@ -168,13 +160,8 @@ def merge_models(base_dir: str | Path, added_dir: str | Path, out_dir: str | Pat
                             and (t in added["serving"]) == (src is added)})
         except (OSError, ValueError, KeyError):
             pass
-    if trivial:
-        reference = {"schema": REFERENCE_SCHEMA, "model_id": manifest["model_id"],
-                     "trivial_loss": {t: trivial[t] for t in TASKS if t in trivial},
-                     "source": f"merged from {base['model_id']} and {added['model_id']}"}
-        atomic_write_bytes(out / REFERENCE, (json.dumps(reference, indent=2) + "\n").encode())
-    for fname in previous - set(files):
-        (out / fname).unlink(missing_ok=True)
+    manifest = write_model_folder(out, manifest, files, {t: trivial[t] for t in TASKS if t in trivial},
+                                  f"merged from {base['model_id']} and {added['model_id']}")
     return manifest
 
 

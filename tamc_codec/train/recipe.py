@@ -114,6 +114,8 @@ KINDS: dict[str, Kind] = {
     "merge": Kind(("train", "merge"), output=_marker("manifest.json"), recipe_record=True),
     # `tamc train picture-layer`: the picture's tasks served by an AVIF picture layer
     "picture-layer": Kind(("train", "picture-layer"), output=_marker("manifest.json")),
+    # `tamc train fixed-hyper`: small layers code no hyper-latent
+    "fixed-hyper": Kind(("train", "fixed-hyper"), output=_marker("manifest.json")),
     # benchmarks/model_quality.py: the test-split report the card prints
     "quality": Kind(script="model_quality.py", settings=(
         Setting("model", "str", "--model", required=True), Setting("anchor", "str", "--anchor", required=True),

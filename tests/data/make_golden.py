@@ -61,7 +61,8 @@ def layer_content(seed: int) -> dict:
 def build() -> tuple[bytes, dict, dict]:
     fact, gauss = tables()
     header = Header(model_id=bytes(range(0xA0, 0xB0)), height=40, width=56, padded_height=64,
-                    padded_width=64, quality=2, tasks=task_mask(["seg", "depth", "edge", "keypoint"]))
+                    padded_width=64, quality=2, tasks=task_mask(["seg", "depth", "edge", "keypoint"]),
+                    version=1)  # the writer writes version 3 unless told to reproduce an old one
     specs = [
         LayerSpec(group=0, parent=None, tasks=task_mask(["seg", "depth"])),
         LayerSpec(group=2, parent=0, tasks=task_mask(["edge"])),

@@ -55,7 +55,8 @@ def build(picture_payload: bytes | None = None) -> tuple[bytes, dict]:
     v1 = _v1()
     fact, gauss = v1.tables()
     header = Header(model_id=bytes(range(0xB0, 0xC0)), height=HEIGHT, width=WIDTH, padded_height=64,
-                    padded_width=64, quality=2, tasks=task_mask(TASKS))
+                    padded_width=64, quality=2, tasks=task_mask(TASKS),
+                    version=2)  # the writer writes version 3 unless told to reproduce an old one
     layers, expected = [], []
     for i, spec in enumerate([LayerSpec(group=0, parent=None, tasks=task_mask(["seg", "depth"])),
                               LayerSpec(group=2, parent=0, tasks=task_mask(["normal"]))]):
