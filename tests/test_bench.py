@@ -5,6 +5,7 @@ import csv
 import io
 import json
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -266,7 +267,45 @@ def test_downscaled_variant_is_full_size_and_cheaper(codec):
     assert nbytes[0] > nbytes[1] > nbytes[2]
 
 
-@pytest.mark.parametrize("scale", [2, 4])
+@pytest.mark.parametrize("codec", ["jpeg", "webp", "avif"])
+def test_eighth_variant_codes_an_eighth_and_returns_full_size(codec):
+    """1/8: the picture coded is the box-downsampled one, ceil(side / 8) a side (sides that are not a
+    multiple of 8 edge-padded, as at 1/2 and 1/4), and what comes back is the full picture's size,
+    its rate over the full picture's pixels."""
+    from PIL import Image
+
+    from tamc_codec.bench import baselines
+    from tamc_codec.runtime.picture import avif_threads
+
+    if not baselines.available(codec):
+        pytest.skip(f"Pillow without {codec}")
+    assert 8 in baselines.SCALES and baselines.parse_scale("1/8") == baselines.parse_scale("0.125") == 8
+    h, w = 203, 261  # neither a multiple of 8
+    y, x = np.mgrid[:h, :w].astype(float)
+    waves = [np.sin(x / (25 + 7 * c) + c) * np.cos(y / (31 - 5 * c)) for c in range(3)]  # detail 1/8 keeps
+    img = np.clip(128 + 90 * np.stack(waves, axis=-1) + np.random.default_rng(0).normal(0, 4, (h, w, 3)),
+                  0, 255).astype(np.uint8)
+    low = baselines.SCALED_SWEEPS[8][codec][-1]
+    coded = baselines.code(img, codec, low, 8)
+    small = baselines.downscale(img, 8)
+    assert small.shape == (26, 33, 3)
+    buf = io.BytesIO()
+    Image.fromarray(small).save(buf, format=baselines.PILLOW_FORMAT[codec], **baselines.encoder_args(codec, low),
+                                **({"max_threads": avif_threads()} if codec == "avif" else {}))
+    assert coded.nbytes == len(buf.getvalue())  # the bytes of the 1/8 picture, nothing else
+    with Image.open(io.BytesIO(buf.getvalue())) as im:
+        assert im.size == (33, 26)
+    assert coded.scale == 8 and coded.decoded.shape == img.shape and coded.decoded.dtype == np.uint8
+    assert coded.bpp == pytest.approx(8 * coded.nbytes / (h * w))
+    assert np.abs(coded.decoded.astype(float) - img).mean() < 0.5 * np.abs(img.astype(float) - img.mean()).mean()
+    assert coded.nbytes < baselines.code(img, codec, low, 4).nbytes
+    # low-rate settings only, each a setting the codec has (AVIF's below its floor included)
+    for c, values in baselines.SCALED_SWEEPS[8].items():
+        assert values == sorted(values) and len(values) <= 5
+        assert values[0] == baselines.SWEEPS[c][0] and values[-1] < baselines.SCALED_SWEEPS[4][c][-1]
+
+
+@pytest.mark.parametrize("scale", [2, 4, 8])
 def test_downscaling_handles_odd_sides(scale):
     from tamc_codec.bench import baselines
 
@@ -304,6 +343,7 @@ def test_variant_names_and_settings():
 
     assert baselines.variant_name("avif", 2, filtered=True) == "avif@1/2+filter"
     assert baselines.parse_variant("avif@1/4+filter") == ("avif", 4, True)
+    assert baselines.parse_variant("webp@1/8") == ("webp", 8, False) and baselines.variant_name("jpeg", 8) == "jpeg@1/8"
     assert baselines.parse_variant("avif-best") is None and baselines.parse_variant("jpeg@1/3") is None
     assert baselines.families(["tamc", "jpeg", "jpeg+filter", "jpeg@1/2", "jpeg@1/2+filter", "webp"]) == {
         "jpeg-best": ["jpeg", "jpeg@1/2"], "jpeg-best+filter": ["jpeg+filter", "jpeg@1/2+filter"]}
@@ -312,6 +352,8 @@ def test_variant_names_and_settings():
     assert st["avif"]["scale"] == 1.0 and "resample" not in st["avif"] and "-2" in st["avif"]["below_floor"]
     assert st["avif@1/4"]["scale"] == 0.25 and st["avif@1/4"]["values"] == baselines.SCALED_SWEEPS[4]["avif"]
     assert "lanczos" in st["avif@1/4"]["resample"]["up"]
+    eighth = baselines.settings(["avif"], quick=False, scales=[8])["avif@1/8"]
+    assert eighth["scale"] == 0.125 and eighth["scale_label"] == "1/8" and "-2" in eighth["below_floor"]
 
 
 def test_scales_option_parses_and_refuses_bad_values(capsys):
@@ -320,15 +362,20 @@ def test_scales_option_parses_and_refuses_bad_values(capsys):
     from tamc_codec.errors import TamcInputError
 
     assert _scales("1,1/2,1/4") == [1, 2, 4]
+    assert _scales("1,1/2,1/4,1/8,1/16") == [1, 2, 4, 8, 16]
     assert _scales(" 0.5 , 1,1/2") == [1, 2]
-    for bad in ("1/3", "2", "0", "half", ",", "1/0"):
+    assert _scales("0.125,1/8") == [8]
+    for bad in ("1/3", "2", "0", "half", ",", "1/0", "1/32"):
         with pytest.raises(TamcInputError, match="--scales"):
             _scales(bad)
     with pytest.raises(SystemExit) as exc:
         main(["bench", "--scales", "1,1/3", "--no-progress"])
     err = capsys.readouterr().err
     assert exc.value.code == 2 and err.count("\n") == 1
-    assert "unknown scale '1/3' in --scales; choose from 1, 1/2, 1/4" in err
+    assert "unknown scale '1/3' in --scales; choose from 1, 1/2, 1/4, 1/8, 1/16" in err
+    from tamc_codec.bench.run import BenchConfig
+
+    assert BenchConfig(out="x").scales == [1, 2, 4, 8, 16]  # the default: every scale
 
 
 # --------------------------------------------------------------------------- the quick run
@@ -348,9 +395,14 @@ def test_bench_quick_writes_valid_results(tiny_model, tmp_path):
     jsonschema.validate(results, RESULTS_SCHEMA)
     assert results["tasks"] == ["seg", "depth", "normal", "edge", "keypoint", "rgb"]
     assert set(results["codecs"]) >= {"tamc", "jpeg", "webp", "avif", "jpeg+filter", "jpeg@1/2", "avif@1/4+filter"}
-    assert results["families"]["avif-best"] == ["avif", "avif@1/2", "avif@1/4"]
+    assert results["families"]["avif-best"] == ["avif", "avif@1/2", "avif@1/4", "avif@1/8", "avif@1/16"]
     assert results["provenance"]["codec_settings"]["webp@1/2"]["scale"] == 0.5
-    for name in ("jpeg@1/2", "avif@1/4"):
+    assert results["provenance"]["codec_settings"]["jpeg@1/8"]["scale_label"] == "1/8"
+    inputs = results["provenance"]["classical_inputs"]
+    assert inputs["data"]["images"] == results["provenance"]["data"]["images_used"] == 2 and set(inputs["data"]["sha256"]) == set(results["tasks"])
+    assert inputs["anchor"]["kind"] == "stage1" and set(inputs["anchor"]["tasks"]) == set(results["tasks"])
+    assert results["provenance"]["reused"] is None
+    for name in ("jpeg@1/2", "avif@1/4", "webp@1/8"):
         full = {p["setting"]: p["bpp"] for p in results["curves"][name.split("@")[0]]}
         assert all(p["bpp"] < full[p["setting"]] for p in results["curves"][name] if p["setting"] in full)
     assert results["provenance"]["model"]["id"]
@@ -373,6 +425,121 @@ def test_bench_quick_writes_valid_results(tiny_model, tmp_path):
     assert "avif-best+filter" in printed and "tamc / best classical" in printed and "best classical:" in printed
     assert (out / "overview.png").stat().st_size > 0
     assert all((out / f"curve_{t}.png").exists() for t in results["tasks"])
+
+
+# --------------------------------------------------------------------------- --reuse
+
+
+def _bench(tiny_model, out, *extra) -> dict:
+    """A small quick bench on the tiny model's two validation scenes, against its stage-1 anchor."""
+    from tamc_codec.cli import main
+
+    root = tiny_model.parent
+    main(["bench", "--quick", "--model", str(tiny_model), "--anchor", str(root / "s1" / "anchor.pt"),
+          "--data", str(root / "val"), "--codecs", "tamc,jpeg,avif", "--tasks", "seg,depth,edge",
+          "--out", str(out), "--no-progress", "--threads", "1", *extra])
+    return json.loads((out / "results.json").read_text())
+
+
+def _untimed(curves: dict) -> dict:
+    return {n: [{k: v for k, v in p.items() if not k.endswith("_s")} for p in pts] for n, pts in curves.items()}
+
+
+@pytest.fixture(scope="module")
+def reuse_source(tiny_model, tmp_path_factory):
+    """An earlier bench at full and half size, whose classical rows later runs take."""
+    out = tmp_path_factory.mktemp("reuse") / "first"
+    return out, _bench(tiny_model, out, "--scales", "1,1/2")
+
+
+def test_reuse_takes_the_classical_rows_and_gives_the_same_results(tiny_model, reuse_source, tmp_path):
+    first_dir, first = reuse_source
+    fresh = _bench(tiny_model, tmp_path / "fresh", "--scales", "1,1/2,1/8")
+    again = _bench(tiny_model, tmp_path / "again", "--scales", "1,1/2,1/8", "--reuse", str(first_dir))
+    # identical to a run that computes everything: the summary, and every row but its timings
+    assert again["summary"] == fresh["summary"]
+    assert _untimed(again["curves"]) == _untimed(fresh["curves"]) and again["anchor"]["tasks"] == fresh["anchor"]["tasks"]
+    reused = again["provenance"]["reused"]
+    assert reused["from"] == str(first_dir / "results.json") and reused["created"] == first["created"]
+    assert reused["rows"] == {"jpeg": [5, 50, 95], "jpeg+filter": [5, 50, 95], "jpeg@1/2": [5], "jpeg@1/2+filter": [5],
+                              "avif": [10, 50, 90], "avif+filter": [10, 50, 90], "avif@1/2": [10],
+                              "avif@1/2+filter": [10]}
+    assert reused["count"] == 16 and reused["anchor_line_max_rel_diff"] == 0.0
+    # rows the earlier run lacks (the new scale) are computed, and tamc always is
+    assert reused["computed"] == {"jpeg@1/8": [5], "jpeg@1/8+filter": [5], "avif@1/8": [10], "avif@1/8+filter": [10]}
+    for name in reused["rows"]:
+        assert again["curves"][name] == first["curves"][name]  # the earlier run's rows, timings included
+    assert again["provenance"]["classical_inputs"] == fresh["provenance"]["classical_inputs"]
+    # a task the earlier run did not measure: its rows are computed, the label filter's reused
+    more = _bench(tiny_model, tmp_path / "more", "--scales", "1", "--codecs", "jpeg", "--tasks", "seg,normal,edge",
+                  "--reuse", str(first_dir))
+    assert more["provenance"]["reused"]["rows"] == {"jpeg+filter": [5, 50, 95]}
+    assert more["provenance"]["reused"]["computed"] == {"jpeg": [5, 50, 95]}
+
+
+def _refused(tiny_model, out, capsys, *extra) -> str:
+    with pytest.raises(SystemExit) as exc:
+        _bench(tiny_model, out, *extra)
+    err = capsys.readouterr().err.strip().splitlines()
+    assert exc.value.code == 2 and len(err) == 1, err
+    return err[0]
+
+
+def test_reuse_refuses_other_inputs_naming_what_differs(tiny_model, reuse_source, tmp_path, capsys):
+    import shutil
+
+    from PIL import Image
+
+    first_dir, first = reuse_source
+    msg = _refused(tiny_model, tmp_path / "a", capsys, "--images", "1", "--reuse", str(first_dir))
+    assert "number of images (1 here, 2 there)" in msg
+    msg = _refused(tiny_model, tmp_path / "b", capsys, "--anchor", "model", "--reuse", str(first_dir))
+    assert "anchor kind (model here, stage1 there)" in msg
+
+    def edited(name: str, change) -> Path:
+        doc = json.loads(json.dumps(first))
+        change(doc["provenance"])
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "results.json").write_text(json.dumps(doc))
+        return tmp_path / name
+
+    old = edited("old", lambda p: p.pop("classical_inputs"))
+    assert "predates --reuse" in _refused(tiny_model, tmp_path / "c", capsys, "--reuse", str(old))
+    pillow = edited("pillow", lambda p: p["classical_inputs"]["codec_versions"].update(pillow="0.0"))
+    msg = _refused(tiny_model, tmp_path / "d", capsys, "--reuse", str(pillow))
+    assert f"pillow ({first['provenance']['classical_inputs']['codec_versions']['pillow']} here, 0.0 there)" in msg
+    networks = edited("networks", lambda p: p["classical_inputs"]["anchor"]["tasks"].update(depth="0" * 64))
+    assert "anchor networks for depth" in _refused(tiny_model, tmp_path / "e", capsys, "--reuse", str(networks))
+    assert "no results.json" in _refused(tiny_model, tmp_path / "f", capsys, "--reuse", str(tmp_path / "none"))
+    # the same scenes with one picture changed
+    data = tmp_path / "val"
+    shutil.copytree(tiny_model.parent / "val", data)
+    pic = data / "rgb" / "000001.png"
+    pixels = np.asarray(Image.open(pic)).copy()
+    pixels[0, 0] ^= 1
+    Image.fromarray(pixels).save(pic)
+    msg = _refused(tiny_model, tmp_path / "g", capsys, "--data", str(data), "--reuse", str(first_dir))
+    assert "data files (pictures)" in msg and "labels" not in msg
+
+
+def test_model_anchor_fingerprint_is_its_networks_not_the_model_id(tiny_model):
+    """--anchor model: the rows depend on the analysis and task-decoder graphs, not on the entropy
+    coding (hyper graphs, tables) that makes one model's id differ from another's."""
+    from tamc_codec.bench.evaluate import ModelAnchor
+    from tamc_codec.runtime.manifest import file_sha256
+    from tamc_codec.runtime.model import RuntimeModel
+
+    rt = RuntimeModel(tiny_model)  # not load_model's shared instance: its id is changed below
+    tasks = list(rt.serving)
+    fp = ModelAnchor(rt, tasks).fingerprint()
+    m = rt.manifest
+    want = {m["graphs"][rt.serving[t]]["analysis"]["file"] for t in tasks if not rt.is_picture(rt.serving[t])}
+    want |= {m["graphs"][a]["analysis"]["file"] for t in tasks for a in rt.decoder_context(t)}
+    want |= {m["decoders"][t]["file"] for t in tasks if not rt.is_picture(rt.serving[t])}
+    assert set(fp["files"]) == want and all(fp["files"][f] == file_sha256(tiny_model / f) for f in want)
+    assert set(fp["tasks"]) == set(tasks) and fp["kind"] == "model" and "onnxruntime" in fp["runtime"]
+    rt.id = rt.manifest["model_id"] = "0" * 32  # another model with the same networks
+    assert ModelAnchor(rt, tasks).fingerprint() == fp
 
 
 def test_model_anchor_is_the_codec_without_quantisation(tiny_model):

@@ -22,7 +22,7 @@ from fractions import Fraction
 import numpy as np
 
 # one implementation of the resampling for the bench's variants and the codec's picture layers
-from ..runtime.picture import downscale, upscale
+from ..runtime.picture import avif_threads, downscale, upscale
 
 #: Full sweeps: each reaches the codec's lowest rate (JPEG 1, WebP 0, AVIF below 0: see
 #: BELOW_FLOOR) and goes up to near-lossless (JPEG 95, WebP 100, AVIF 100 at about 40 dB
@@ -39,10 +39,21 @@ SWEEPS: dict[str, list[int]] = {
 #: lower envelope (docs/BENCH.md) ran on 1/4 up to about 0.1 bpp and on 1/2 up to 0.25-0.35
 #: bpp (its quality 80-85), full size only above; settings that were never on it (JPEG 1 and
 #: 3 at 1/2, AVIF below 0 at 1/2, where 1/4 does better) are left out.
+#: 1/8 reaches below 1/4's lowest rates (WebP 0 at 1/4 still met the depth target on the
+#: committed run). Its files are mostly header: on 4 test scenes JPEG 1-50 spanned only
+#: 0.010-0.024 bpp, AVIF -2-50 0.010-0.020, WebP 0-70 0.004-0.018; each codec's envelope over
+#: 1/4 and 1/8 (swept densely) ran on 1/8 up to about 0.02 bpp (WebP: up to its 70 for seg and
+#: normal). A few settings spread evenly in log rate over that span suffice; left out are
+#: those a few percent in rate from a neighbour (JPEG 3 is 2 % above 1, AVIF -1 3 % above -2).
+#: 1/16 (a 32² picture of a 512² one): on the same 4 scenes WebP 0 at 1/8 still met the depth
+#: target; at 1/16 WebP 0 was 1.35 x it at 0.0023 bpp and WebP 20 met it at 0.0043, so depth's
+#: classical rate is measured, not censored at a lowest setting.
 SCALED_SWEEPS: dict[int, dict[str, list[int]]] = {
     2: {"jpeg": [5, 10, 20, 35, 50, 70, 85], "webp": [0, 5, 10, 20, 35, 50, 70, 85],
         "avif": [0, 10, 20, 35, 50, 65, 80]},
     4: {"jpeg": [1, 5, 10, 20, 35, 50, 85], "webp": [0, 10, 20, 35, 50, 85], "avif": [-2, 0, 20, 35, 50, 65, 80]},
+    8: {"jpeg": [1, 5, 10, 20, 35], "webp": [0, 5, 20, 35, 70], "avif": [-2, 0, 10, 35]},
+    16: {"jpeg": [10, 50], "webp": [0, 10, 20, 50], "avif": [-2, 20, 50]},
 }
 #: --quick: three settings each, low / middle / high; down-scaled, the low one alone.
 QUICK_SWEEPS: dict[str, list[int]] = {"jpeg": [5, 50, 95], "webp": [5, 50, 95], "avif": [10, 50, 90]}
@@ -69,7 +80,8 @@ BELOW_FLOOR: dict[str, dict[int, dict]] = {
              -2: {"quality": 0, "advanced": {"tune": "ssim"}}},
 }
 CODECS = tuple(SWEEPS)
-#: Scale divisors a sweep can be run at: 1 (the codec alone), 2 and 4 (sides halved, quartered).
+#: Scale divisors a sweep can be run at: 1 (the codec alone), 2, 4 and 8 (sides cut to a half, a
+#: quarter, an eighth); the bench's default is all of them.
 SCALES: tuple[int, ...] = (1, *SCALED_SWEEPS)
 #: Down-scaling averages each scale x scale block (area, no aliasing); up-scaling is Lanczos,
 #: the sharpest of Pillow's standard filters: on 4 test scenes (AVIF 20 at 1/2 and 1/4, JPEG
@@ -103,12 +115,12 @@ class Coded:
 
 
 def scale_label(scale: int) -> str:
-    """'1', '1/2', '1/4': the fraction of each side that is coded."""
+    """'1', '1/2', ..., '1/16': the fraction of each side that is coded."""
     return "1" if scale == 1 else f"1/{scale}"
 
 
 def parse_scale(text: str) -> int:
-    """The divisor of a scale written '1/2', '0.5' or '1'; ValueError when it is not one of SCALES."""
+    """The divisor of a scale written '1/8', '0.125' or '1'; ValueError when it is not one of SCALES."""
     try:
         value = Fraction(text.strip())
     except (ValueError, ZeroDivisionError):
@@ -186,7 +198,10 @@ def code(image: np.ndarray, codec: str, quality: int, scale: int = 1) -> Coded:
     t0 = time.perf_counter()
     small = downscale(np.ascontiguousarray(image, dtype=np.uint8), scale)
     buf = io.BytesIO()
-    Image.fromarray(small, "RGB").save(buf, format=PILLOW_FORMAT[codec], **args)
+    # libaom writes other bytes with one thread than with two or more (and the same for any
+    # count above one): at least two, so a row's bytes do not depend on the machine's cores
+    threads = {"max_threads": avif_threads()} if codec == "avif" else {}
+    Image.fromarray(small, "RGB").save(buf, format=PILLOW_FORMAT[codec], **args, **threads)
     t1 = time.perf_counter()
     data = buf.getvalue()
     with Image.open(io.BytesIO(data)) as im:

@@ -210,6 +210,28 @@ class Anchor(_GroupAnchor):
         return {"kind": "stage1", "path": str(self.path), "sha256": file_sha256(self.path),
                 "groups": self.model.groups, "serving": self.model.serving, "trivial_loss": self.trivial}
 
+    def fingerprint(self) -> dict:
+        """What this anchor's predictions depend on, per task (bench.reuse): the network file's
+        SHA-256, the group serving the task and the scale it is analysed at (the benchmarked
+        model's scene scale and padding), and torch's version."""
+        import torch
+
+        from ..runtime.manifest import file_sha256
+        from .reuse import digest
+
+        sha = file_sha256(self.path)
+        if self.scale_of is None:
+            from ..train.export import PAD_MULTIPLE
+
+            scale: dict = {"padding_multiple": PAD_MULTIPLE}
+        else:
+            m = self.scale_of.manifest
+            scale = {"scene_scale": m.get("scene_scale"), "padding_multiple": m.get("padding_multiple"),
+                     "groups": list(m.get("groups", [])), "serving": dict(m.get("serving", {}))}
+        tasks = {t: digest({"network": sha, "group": self.serving[t], "scale": scale}) for t in self.tasks}
+        return {"kind": "stage1", "runtime": {"torch": torch.__version__}, "files": {self.path.name: sha},
+                "sha256": digest({self.path.name: sha}), "tasks": tasks}
+
 
 class ModelAnchor(_GroupAnchor):
     """An exported model's own networks without the coding, as a task model on any image: each
@@ -253,6 +275,38 @@ class ModelAnchor(_GroupAnchor):
     def provenance(self) -> dict:
         return {"kind": "model", "path": str(self.rt.folder), "model_id": self.rt.id, "groups": self.rt.groups,
                 "serving": self.rt.serving, "trivial_loss": self.trivial}
+
+    def fingerprint(self) -> dict:
+        """What this anchor's predictions depend on, per task (bench.reuse): the SHA-256 of each
+        graph file it runs for the task (the analysis of its group and of the groups its decoder
+        reads as context, the task decoder; none for a picture layer's task, whose prediction is
+        the filter of the picture), how they are wired and the scale they run at, and
+        onnxruntime's version. Not the model id: models that share these networks and differ in
+        their entropy coding give the same rows."""
+        import onnxruntime
+
+        from ..runtime.manifest import file_sha256
+        from .reuse import digest
+
+        rt, m = self.rt, self.rt.manifest
+        shared = {"scene_scale": m.get("scene_scale"), "padding_multiple": m.get("padding_multiple"),
+                  "groups": list(m.get("groups", [])), "serving": dict(m.get("serving", {}))}
+        files: dict[str, str] = {}
+        tasks: dict[str, str] = {}
+        for t in self.tasks:
+            g = rt.serving[t]
+            graphs = [m["graphs"][a]["analysis"] for a in [g, *self._context(t)] if not rt.is_picture(a)]
+            if not rt.is_picture(g):
+                graphs.append(m["decoders"][t])
+            own = {}
+            for spec in graphs:
+                if spec["file"] not in files:
+                    files[spec["file"]] = file_sha256(rt.folder / spec["file"])
+                own[spec["file"]] = files[spec["file"]]
+            tasks[t] = digest({"files": own, "group": g, "picture": rt.is_picture(g), "context": self._context(t),
+                               "io": [[spec.get("inputs"), spec.get("outputs")] for spec in graphs], **shared})
+        return {"kind": "model", "runtime": {"onnxruntime": onnxruntime.__version__}, "files": files,
+                "sha256": digest(files), "tasks": tasks}
 
 
 def filter_prediction(task: str, image: np.ndarray) -> np.ndarray:

@@ -51,7 +51,8 @@ RESULTS_SCHEMA: dict = {
         "iso_factor": {"type": "number"},
         "bd": {"type": "object", "required": ["method", "min_overlap"]},
         "provenance": {"type": "object",
-                       "required": ["model", "anchor", "data", "git_commit", "versions", "codec_settings"],
+                       "required": ["model", "anchor", "data", "git_commit", "versions", "codec_settings",
+                                    "classical_inputs"],
                        "properties": {
                            "model": {"type": ["object", "null"], "required": ["id", "qualities"]},
                            "anchor": {"type": "object", "required": ["kind", "path", "trivial_loss"]},
@@ -59,7 +60,18 @@ RESULTS_SCHEMA: dict = {
                            "git_commit": {"type": ["string", "null"]},
                            "versions": {"type": "object"},
                            "codec_settings": {"type": "object", "additionalProperties": {
-                               "type": "object", "required": ["parameter", "values"]}}}},
+                               "type": "object", "required": ["parameter", "values"]}},
+                           "classical_inputs": {
+                               "type": "object", "required": ["data", "codec_versions", "anchor"],
+                               "properties": {
+                                   "data": {"type": "object", "required": ["kind", "images", "sha256"]},
+                                   "codec_versions": {"type": "object"},
+                                   "anchor": {"type": "object", "required": ["kind", "runtime", "files", "sha256",
+                                                                             "tasks"]}}},
+                           "reused": {"type": ["object", "null"], "required": ["from", "rows", "count", "computed"],
+                                      "properties": {"from": {"type": "string"}, "count": {"type": "integer"},
+                                                     "rows": {"type": "object", "additionalProperties": {
+                                                         "type": "array", "items": {"type": "integer"}}}}}}},
         "anchor": _POINT,
         "curves": {"type": "object", "additionalProperties": {"type": "array", "items": _POINT}},
         "summary": {"type": "object", "additionalProperties": {
@@ -226,7 +238,7 @@ def _write_csv(path: Path, cols: list[str], rows: list[dict]) -> None:
 #: Colour and marker by codec family; line style by scale (full size solid, down-scaled dashed).
 FAMILY_STYLE = {"tamc": ("tab:red", "o"), "jpeg": ("tab:blue", "s"), "webp": ("tab:green", "^"),
                 "avif": ("tab:purple", "D")}
-SCALE_LINE = {1: "-", 2: "--", 4: "-."}
+SCALE_LINE = {1: "-", 2: "--", 4: "-.", 8: (0, (3, 1, 1, 1, 1, 1)), 16: (0, (5, 1, 1, 1, 1, 1, 1, 1))}  # 1/8: dash-dot-dot, 1/16: dash and three dots
 METRIC_LABEL = {"miou": "mIoU", "abs_rel": "abs-rel", "angular_error_deg": "angular error (deg)", "l1": "L1",
                 "psnr_db": "PSNR (dB)", "ms_ssim": "MS-SSIM"}
 TASK_TITLE = {"seg": "Semantic segmentation", "depth": "Depth (z-buffer)", "normal": "Surface normals",
@@ -259,7 +271,7 @@ def _curve_xy(results: dict, task: str, key: str, name: str) -> tuple[list[float
     return rates.tolist(), values.tolist()
 
 
-def _line_style(results: dict, name: str, alone: bool) -> tuple[str, dict]:
+def _line_style(results: dict, name: str, alone: bool) -> tuple[str | tuple, dict]:
     """Colour and marker by codec, line by scale, hollow markers for a label filter. A family's
     envelope drawn under its variants is a wide pale band; drawn alone (`alone`: the overview) it
     is a plain line, dotted for a label filter as a lone full-size variant is."""
@@ -282,7 +294,7 @@ def _draw(ax, results: dict, task: str, key: str, names: list[str], alone: bool 
         xs, ys = _curve_xy(results, task, key, name)
         if xs:
             line, style = _line_style(results, name, alone)
-            ax.plot(xs, ys, line, label=name, **style)
+            ax.plot(xs, ys, linestyle=line, label=name, **style)
     a = results["anchor"]["tasks"][task].get(key)
     if a is not None:
         ax.axhline(a, color="black", ls="--", lw=1, label=anchor_label(results))

@@ -15,6 +15,7 @@ from . import baselines, curves
 from .evaluate import (FILTER_TASKS, HIGHER_IS_BETTER, PRIMARY_METRIC, Anchor, ModelAnchor, Point, ensure_test_split,
                        filter_prediction, open_images, quick_qualities, tamc_layer_bytes, tamc_predictions,
                        timed_decode)
+from .reuse import Reuse, classical_inputs
 
 SCHEMA = "tamc.bench/1"
 #: Iso-quality target: the loss 15% above the anchor's on uncompressed images.
@@ -32,7 +33,7 @@ class BenchConfig:
     data: str | None = None
     tasks: list[str] | None = None
     codecs: list[str] = field(default_factory=lambda: ["tamc", *baselines.CODECS])
-    #: scale divisors of the classical codecs' sweeps (1: full size; 2, 4: sides halved, quartered)
+    #: scale divisors of the classical codecs' sweeps (1: full size; 2, 4, 8: a half, quarter, eighth of the sides)
     scales: list[int] = field(default_factory=lambda: list(baselines.SCALES))
     quick: bool = False
     ablation: bool = False
@@ -46,6 +47,9 @@ class BenchConfig:
     #: threads for torch and onnxruntime; None = their defaults (all cores). On a shared
     #: machine 1 avoids the stalls of oversubscribed thread pools.
     threads: int | None = None
+    #: an earlier bench's output folder whose classical rows are taken where its recorded inputs
+    #: (data, codec libraries, anchor networks) match this run's (bench.reuse)
+    reuse: str | None = None
 
 
 def _versions() -> dict:
@@ -167,6 +171,8 @@ def run_bench(cfg: BenchConfig, log=print) -> dict:
         raise TamcInputError("no task to benchmark")
     anchor = make_anchor(cfg, rt, tasks, log=log)
     trivial = anchor.trivial
+    versions = _versions()
+    inputs = classical_inputs(images, anchor, versions)
 
     cta = [c for c in cfg.codecs if c != "tamc"]
     sweeps = baselines.settings(cta, cfg.quick, sorted(set(cfg.scales)))
@@ -178,6 +184,14 @@ def run_bench(cfg: BenchConfig, log=print) -> dict:
     else:
         qualities = []
     ftasks = [t for t in tasks if t in FILTER_TASKS]
+    reuse = Reuse(cfg.reuse, inputs, tasks, ftasks, sweeps, log=log) if cfg.reuse else None
+    reused = reuse.rows if reuse else {}
+    # per setting of each variant: whether its networks' row and its label filter's row are computed here
+    todo = {(name, q): ((name, q) not in reused, bool(ftasks) and (name + baselines.FILTER_SUFFIX, q) not in reused)
+            for name, sweep in sweeps.items() for q in sweep["values"]}
+    if reuse:
+        log(f"--reuse: taking {len(reused)} classical rows from {reuse.path}, computing "
+            f"{sum(a + b for a, b in todo.values())}")
 
     anchor_point = Point(None, tasks)
     points: dict[str, dict] = {}
@@ -189,7 +203,7 @@ def run_bench(cfg: BenchConfig, log=print) -> dict:
         points["tamc"] = {q: Point(q, tasks) for q in qualities}
     decode_checks = {"checked": 0, "matched": 0}
 
-    steps = images.count * (1 + sum(len(s["values"]) for s in sweeps.values()) + len(qualities))
+    steps = images.count * (1 + sum(any(v) for v in todo.values()) + len(qualities))
     bar = tqdm(total=steps, desc="bench", unit="step", dynamic_ncols=True, disable=not cfg.progress)
     for i in range(images.count):
         image, targets = images.item(i)
@@ -203,17 +217,21 @@ def run_bench(cfg: BenchConfig, log=print) -> dict:
         bar.update(1)
         for name, sweep in sweeps.items():
             for q in sweep["values"]:
+                networks, filters = todo[(name, q)]
+                if not (networks or filters):
+                    continue
                 bar.set_postfix_str(f"image {i + 1}/{images.count} {name} q{q}", refresh=False)
                 codec, scale, _ = baselines.parse_variant(name)
                 coded = baselines.code(image, codec, q, scale)
                 bits = 8.0 * coded.nbytes
-                pt = _add_coded(points[name][q], coded)
-                t0 = time.perf_counter()
-                preds = anchor.predict(coded.decoded)
-                pt.time("analysis", time.perf_counter() - t0)
-                for t in tasks:
-                    pt.scores[t].add(preds[t], targets[t], bits)
-                if ftasks:
+                if networks:
+                    pt = _add_coded(points[name][q], coded)
+                    t0 = time.perf_counter()
+                    preds = anchor.predict(coded.decoded)
+                    pt.time("analysis", time.perf_counter() - t0)
+                    for t in tasks:
+                        pt.scores[t].add(preds[t], targets[t], bits)
+                if filters:
                     fp = _add_coded(points[name + baselines.FILTER_SUFFIX][q], coded)
                     t0 = time.perf_counter()
                     for t in ftasks:
@@ -247,8 +265,21 @@ def run_bench(cfg: BenchConfig, log=print) -> dict:
                 bar.update(1)
     bar.close()
 
-    curves_out = {name: [p.result(trivial) for p in pts.values()] for name, pts in points.items()}
+    curves_out = {name: [reuse.point(name, q, list(p.scores), trivial) if (name, q) in reused else p.result(trivial)
+                         for q, p in pts.items()] for name, pts in points.items()}
     anchor_res = anchor_point.result(trivial)
+    reuse_record = None
+    if reuse:
+        computed: dict[str, list[int]] = {}
+        for (name, q), (networks, filters) in todo.items():
+            for curve, done in ((name, networks), (name + baselines.FILTER_SUFFIX, filters)):
+                if done:
+                    computed.setdefault(curve, []).append(q)
+        reuse_record = reuse.record(computed, anchor_res)
+        if (reuse_record["anchor_line_max_rel_diff"] or 0) > 1e-6:
+            log(f"--reuse: the anchor line differs from {reuse.path}'s by up to "
+                f"{reuse_record['anchor_line_max_rel_diff']:.2g} (relative): the networks do not give the same "
+                "numbers here, so the reused rows may differ from computed ones as much")
     summary = summarise(tasks, curves_out, anchor_res)
     speed = _speed(curves_out, anchor_res)
     rt_info = None
@@ -272,8 +303,11 @@ def run_bench(cfg: BenchConfig, log=print) -> dict:
             "anchor": anchor.provenance(),
             "data": images.info,
             "git_commit": _git_commit(),
-            "versions": _versions(),
+            "versions": versions,
             "codec_settings": {**sweeps, **({"tamc": {"parameter": "quality", "values": qualities}} if rt else {})},
+            # what every classical row depends on, for a later --reuse; and where this run's came from
+            "classical_inputs": inputs,
+            "reused": reuse_record,
             "tamc_decode_check": decode_checks,
             "speed_images": min(cfg.speed_images, images.count),
             "command": sys.argv,

@@ -47,12 +47,13 @@ def _scales(text: str) -> list[int]:
                    "Default: data/test, the 512x512 test split, generated if absent.")
 @click.option("--tasks", default=None, help="Comma-separated tasks or 'all' (default: every task the data and model have).")
 @click.option("--codecs", default="tamc,jpeg,webp,avif", show_default=True, help="Codecs to compare.")
-@click.option("--scales", default="1,1/2,1/4", show_default=True,
+@click.option("--scales", default="1,1/2,1/4,1/8,1/16", show_default=True,
               help="Sizes at which each classical codec is swept, as fractions of the picture's sides "
-                   "(some of 1, 1/2, 1/4; 1 alone: full size only). 1/2 and 1/4 code a box-downsampled "
-                   "picture and bring the decoded one back to full size (rate over the full picture's "
-                   "pixels), what one does at low rates. Also reported: each codec at its best scale for "
-                   "every rate (jpeg-best, ...) and the best classical rate per task.")
+                   "(some of 1, 1/2, 1/4, 1/8, 1/16; 1 alone: full size only). 1/2 to 1/16 code a "
+                   "box-downsampled picture and bring the decoded one back to full size (rate over the full "
+                   "picture's pixels), what one does at low rates; each sweeps only low-rate settings. Also "
+                   "reported: each codec at its best scale for every rate (jpeg-best, ...) and the best "
+                   "classical rate per task.")
 @click.option("--model", default=None, help="tamc model folder or name (default: the shipped default model).")
 @click.option("--anchor", default=None, metavar="PATH|MODEL_DIR|model",
               help="The task networks of the CTA baselines and the anchor line: a stage-1 anchor.pt, an exported "
@@ -72,15 +73,23 @@ def _scales(text: str) -> list[int]:
               help="Output folder: results.json, curves.csv, summary.csv, PNG plots.")
 @click.option("--threads", type=int, default=None,
               help="Threads for the networks (default: all cores; 1 on a busy machine avoids stalls).")
+@click.option("--reuse", type=click.Path(), default=None, metavar="DIR",
+              help="Take the classical codecs' rows (each variant's setting: rate, losses, metrics) from an "
+                   "earlier bench's DIR/results.json instead of coding and analysing again: they depend on "
+                   "the pictures, the codec libraries and the anchor's networks, not on the tamc model. "
+                   "Refused, naming what differs, unless the data files (names and bytes), the number of "
+                   "images, the Pillow/libjpeg/libwebp/libavif versions and the anchor's network files "
+                   "match; rows DIR lacks (a new scale, setting or task) are computed, tamc always is. "
+                   "results.json records the rows taken and from where (provenance.reused).")
 @click.option("--no-progress", is_flag=True, help="No progress bars.")
 def bench(data, tasks, codecs, scales, model, anchor, images, qualities, quick, ablation, ablation_dir, speed_images,
-          out, threads, no_progress) -> None:
+          out, threads, reuse, no_progress) -> None:
     """Rate-performance curves of tamc and of JPEG, WebP and AVIF (compress, then analyse).
 
     \b
     Every codec codes the same images. CTA baselines: Pillow's JPEG, WebP and AVIF
     swept from their lowest rate (AVIF below its quality 0) to near-lossless, also
-    at 1/2 and 1/4 of the picture's sides (--scales); the anchor's task networks (and,
+    at 1/2, 1/4, 1/8 and 1/16 of the picture's sides (--scales); the anchor's task networks (and,
     for edge, keypoint and rgb, the label filter itself) run on the decoded image.
     The anchor is the stage-1 network the model was trained from where its anchor.pt
     is at hand, else the model's own networks without quantisation (--anchor model).
@@ -94,6 +103,8 @@ def bench(data, tasks, codecs, scales, model, anchor, images, qualities, quick, 
       tamc bench --data data/test --out benchmarks/results/bench
       tamc bench --quick --out /tmp/bench
       tamc bench --scales 1 --out /tmp/bench-full-size    # the codecs at full size only
+      tamc bench --model NEW --reuse benchmarks/results/bench --out /tmp/bench-new
+                                                          # a new model; classical rows reused
     """
     from ..bench.report import table, write_all
     from ..bench.run import BenchConfig, run_bench
@@ -111,7 +122,7 @@ def bench(data, tasks, codecs, scales, model, anchor, images, qualities, quick, 
                       quick=quick, ablation=ablation,
                       ablation_dir=ablation_dir, model=model, anchor=anchor, images=images,
                       qualities=_qualities(qualities), speed_images=max(0, speed_images), progress=not no_progress,
-                      threads=threads)
+                      threads=threads, reuse=reuse)
     log = lambda msg: click.echo(msg, err=True)  # noqa: E731
     results = run_bench(cfg, log=log)
     written = write_all(results, out)
