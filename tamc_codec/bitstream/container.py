@@ -403,16 +403,11 @@ def _parse(prefix_and_body: bytes, file_size: int) -> tuple[Header, tuple[LayerE
     for what in ("image height", "image width", "padded height", "padded width"):
         v, pos = decode_varint(buf, pos, what)
         sizes.append(v)
-    if pos + 3 > header_len - 4:
-        raise TamcFormatError("truncated header: ends before the layer count")
-    quality, tasks, n_layers = buf[pos], buf[pos + 1], buf[pos + 2]
-    pos += 3
+    quality, tasks, n_layers, pos = _coding_fields(buf, pos, header_len - 4)
     header = Header(model_id=bytes(model_id), height=sizes[0], width=sizes[1],
                     padded_height=sizes[2], padded_width=sizes[3], quality=quality, tasks=tasks,
                     version=version)
-    header.validate()
-    if not 1 <= n_layers <= MAX_LAYERS:
-        raise TamcFormatError(f"layer count {n_layers} is outside 1 .. {MAX_LAYERS}")
+    _check_header(header, n_layers)
 
     data_size = file_size - header_len
     entries: list[LayerEntry] = []
@@ -455,6 +450,20 @@ def _parse(prefix_and_body: bytes, file_size: int) -> tuple[Header, tuple[LayerE
     return header, tuple(entries)
 
 
+def _coding_fields(buf: bytes, pos: int, end: int) -> tuple[int, int, int, int]:
+    """Quality, requested tasks and layer count (one byte each, every version) at `pos`, and the
+    position after them; the header's fields end at `end`."""
+    if pos + 3 > end:
+        raise TamcFormatError("truncated header: ends before the layer count")
+    return buf[pos], buf[pos + 1], buf[pos + 2], pos + 3
+
+
+def _check_header(header: Header, n_layers: int) -> None:
+    header.validate()
+    if not 1 <= n_layers <= MAX_LAYERS:
+        raise TamcFormatError(f"layer count {n_layers} is outside 1 .. {MAX_LAYERS}")
+
+
 def _parse_v3(buf: bytes, file_size: int) -> tuple[Header, tuple[LayerEntry, ...]]:
     """Header and index of a version-3 file from its first ``header_len`` bytes (already checked)."""
     header_len = len(buf)
@@ -465,14 +474,9 @@ def _parse_v3(buf: bytes, file_size: int) -> tuple[Header, tuple[LayerEntry, ...
     pos += MODEL_ID_PREFIX_BYTES
     height, pos = decode_varint(body, pos, "image height")
     width, pos = decode_varint(body, pos, "image width")
-    if pos + 3 > end:
-        raise TamcFormatError("truncated header: ends before the layer count")
-    quality, tasks, n_layers = body[pos], body[pos + 1], body[pos + 2]
-    pos += 3
+    quality, tasks, n_layers, pos = _coding_fields(body, pos, end)
     header = Header(model_id=bytes(model_id), height=height, width=width, quality=quality, tasks=tasks, version=3)
-    header.validate()
-    if not 1 <= n_layers <= MAX_LAYERS:
-        raise TamcFormatError(f"layer count {n_layers} is outside 1 .. {MAX_LAYERS}")
+    _check_header(header, n_layers)
 
     data_size = file_size - header_len
     entries: list[LayerEntry] = []

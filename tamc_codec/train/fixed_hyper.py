@@ -50,17 +50,26 @@ def _layer(rt: RuntimeModel, pic: _Picture, g: str, q: int, contexts: dict) -> L
     return LayerCodec(rt, g, q, pic.y[g].shape[-2:], contexts[p] if p else None)
 
 
-def _latent_bits(rt: RuntimeModel, codec: LayerCodec, ys: np.ndarray, z_sym: np.ndarray) -> float:
-    bits = 0.0
-
-    def rounded(k: int, mask: np.ndarray, mean: np.ndarray, indexes: list[np.ndarray]) -> np.ndarray:
-        nonlocal bits
-        s = np.rint(ys[mask] - mean[mask]).astype(np.int32)
-        bits += rt.gaussian.information_content(s, indexes[-1])
-        return s
-
-    codec._latent(codec._psi(z_sym), rounded)
-    return bits
+def _latent_bits(rt: RuntimeModel, codecs: list[LayerCodec], ys: list[np.ndarray], z: np.ndarray) -> float:
+    """Mean information content (bits) of the latents `ys` coded with every position of z at `z`.
+    A constant z gives every picture of one grid the same ψ, and a root's first pass depends on ψ
+    alone: both are computed once per grid."""
+    shared: dict[tuple, tuple] = {}
+    total = 0.0
+    for c, y in zip(codecs, ys):
+        key = tuple(c.grid)
+        if key not in shared:
+            c.fixed_z = z
+            psi = c._psi(c._fixed_symbols())
+            shared[key] = (psi, c._params("pass1", psi, None) if c.parent is None else None)
+        psi, first = shared[key]
+        y_hat = np.zeros(c.shape, np.float32)
+        for k, mask in ((1, c.anchor), (2, ~c.anchor)):
+            mean, scale = first if k == 1 and first is not None else c._params(f"pass{k}", psi, y_hat if k == 2 else None)
+            s = np.rint(y[mask] - mean[mask]).astype(np.int32)
+            total += rt.gaussian.information_content(s, rt.gaussian.indexes(scale[mask]))
+            y_hat[mask] = s + mean[mask]
+    return total / len(codecs)
 
 
 def choose_fixed_hyper(model_dir: str | Path, pictures: list[np.ndarray], threads: int = 1,
@@ -84,9 +93,10 @@ def choose_fixed_hyper(model_dir: str | Path, pictures: list[np.ndarray], thread
             z = np.rint(np.median(np.concatenate([s.transpose(1, 0, 2, 3).reshape(channels, -1) for s in zs], 1),
                                   axis=1)).astype(np.int32)
 
+            search = [_layer(rt, p, g, q, c) for p, c in zip(pics, contexts)]
+
             def cost(zc: np.ndarray) -> float:
-                return float(np.mean([_latent_bits(rt, c, y, np.broadcast_to(zc[None, :, None, None], s.shape).copy())
-                                      for c, y, s in zip(codecs, ys, zs)]))
+                return _latent_bits(rt, search, ys, zc)
 
             best = cost(z)
             for _ in range(MAX_SWEEPS):

@@ -58,6 +58,23 @@ def layer_content(seed: int) -> dict:
     return {"z": z, "halves": halves}
 
 
+
+def latent_layers(specs: list[LayerSpec]) -> tuple[list[tuple[LayerSpec, bytes]], list[dict]]:
+    """Golden v1's first layers under new index entries, as the later golden files hold them: each
+    layer's payload and what its golden JSON says of it."""
+    fact, gauss = tables()
+    layers, expected = [], []
+    for i, spec in enumerate(specs):
+        content = layer_content(i)
+        streams = [fact.encode(content["z"], channel_axis=0)]
+        streams += [gauss.encode(y, idx) for y, idx in content["halves"]]
+        payload = pack_substreams(streams, index_checksum(*[idx for _, idx in content["halves"]]))
+        layers.append((spec, payload))
+        expected.append({"group": spec.group, "parent": spec.parent, "coding": "latent",
+                         "tasks": [t for t in TASKS if spec.tasks >> TASKS.index(t) & 1], "length": len(payload),
+                         "substream_lengths": [len(s) for s in streams], "same_as_golden_v1_layer": i})
+    return layers, expected
+
 def build() -> tuple[bytes, dict, dict]:
     fact, gauss = tables()
     header = Header(model_id=bytes(range(0xA0, 0xB0)), height=40, width=56, padded_height=64,

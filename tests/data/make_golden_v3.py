@@ -18,10 +18,9 @@ import json
 import zlib
 from pathlib import Path
 
-from tamc_codec.bitstream import CODING_AVIF, Header, LayerSpec, pack, pack_substreams
+from tamc_codec.bitstream import CODING_AVIF, Header, LayerSpec, pack
 from tamc_codec.bitstream.avif import pack_avif
 from tamc_codec.contract import TASKS, task_mask
-from tamc_codec.entropy import index_checksum
 
 HERE = Path(__file__).resolve().parent
 PICTURE = HERE / "golden_v2_picture.avif"
@@ -41,21 +40,11 @@ def build(picture_payload: bytes | None = None) -> tuple[bytes, dict]:
     """The file and what it holds. `picture_payload`: the picture layer's bytes as they are (the
     test passes the frozen ones, so that the container is checked apart from zlib's deflate)."""
     v1 = _v1()
-    fact, gauss = v1.tables()
     header = Header(model_id=MODEL_ID, height=HEIGHT, width=WIDTH, quality=2, tasks=task_mask(TASKS), version=3)
-    layers, expected = [], []
     latent = [LayerSpec(group=0, parent=None, tasks=task_mask(["seg", "depth"])),
               LayerSpec(group=2, parent=0, tasks=task_mask(["normal"])),
               LayerSpec(group=3, parent=1, tasks=0)]  # context only
-    for i, spec in enumerate(latent):
-        content = v1.layer_content(i)
-        streams = [fact.encode(content["z"], channel_axis=0)]
-        streams += [gauss.encode(y, idx) for y, idx in content["halves"]]
-        payload = pack_substreams(streams, index_checksum(*[idx for _, idx in content["halves"]]))
-        layers.append((spec, payload))
-        expected.append({"group": spec.group, "parent": spec.parent, "coding": "latent",
-                         "tasks": [t for t in TASKS if spec.tasks >> TASKS.index(t) & 1], "length": len(payload),
-                         "substream_lengths": [len(s) for s in streams], "same_as_golden_v1_layer": i})
+    layers, expected = v1.latent_layers(latent)
     avif = PICTURE.read_bytes()
     payload = pack_avif(avif) if picture_payload is None else picture_payload
     spec = LayerSpec(group=1, parent=None, tasks=task_mask(["edge", "keypoint", "rgb"]), coding=CODING_AVIF)
