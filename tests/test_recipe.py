@@ -42,7 +42,9 @@ def test_shipped_recipes_parse_and_validate(path):
 def test_the_default_recipe_ends_with_the_shipped_models_card():
     r = load_recipe(ROOT / "recipes" / "default.toml")
     assert r.name == "default" and r.model == "{run}/final"
-    assert [s.kind for s in r.stages[-4:]] == ["merge", "card", "picture-layer", "quality"]
+    assert [s.kind for s in r.stages[-5:]] == ["merge", "card", "picture-layer", "quality", "card"]
+    assert r.stage("card-final").settings["quality"] == r.stage("quality-final").settings["out"]
+    assert r.stage("card-final").settings["model"] == r.model
     # the scene layer's model and its card, then the picture layer (which writes the final card on top)
     assert r.stage("scene128-card").settings["model"] == r.stage("scene128-merge").settings["out"] \
         == r.stage("picture").settings["model"]

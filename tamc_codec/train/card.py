@@ -454,9 +454,10 @@ def picture_lines(manifest: dict) -> list[str]:
 
 
 def write_picture_card(model: Path, base_card: Path | None = None, *, command: str | None = None,
-                       notes: str | None = None) -> str:
+                       notes: str | None = None, quality: Path | None = None) -> str:
     """The card of a model made by `tamc train picture-layer`: its picture layer, then the source
-    model's card's recipe (`base_card`), which made every layer kept."""
+    model's card's recipe (`base_card`), which made every layer kept; then, given `quality` (a
+    benchmarks/model_quality.py record of this model), what it measures on the test split."""
     manifest = json.loads((model / "manifest.json").read_text())
     base = ((manifest.get("provenance") or {}).get("picture_layer") or {}).get("base") or {}
     lines = _head_lines(manifest, model) + picture_lines(manifest)
@@ -464,6 +465,13 @@ def write_picture_card(model: Path, base_card: Path | None = None, *, command: s
         kept = Path(base_card).read_text().split("## Data and recipe", 1)[-1].split("\n## ", 1)[0].strip()
         lines += ["", f"The kept layers' recipe (model `{base.get('model_id', '?')[:8]}…`'s card):", ""]
         lines += ["> " + ln if ln else ">" for ln in kept.splitlines()]
+    q = _load(quality) if quality else None
+    if q:
+        if q.get("model_id") != manifest["model_id"]:
+            from ..errors import TamcInputError
+
+            raise TamcInputError(f"{quality} measures model {q.get('model_id')}, not {manifest['model_id']}")
+        lines += quality_lines(q)
     if notes:
         lines += ["", notes.strip()]
     if command:
@@ -497,6 +505,16 @@ def main(argv: list[str] | None = None) -> str:
     recipe = _load(Path(a.recipe_record)) if a.recipe_record else None
     quality = Path(a.quality) if a.quality else None
     notes = Path(a.notes) if a.notes else None
+    if "picture_layer" in (manifest.get("provenance") or {}):
+        base = (manifest["provenance"]["picture_layer"].get("base") or {}).get("path")
+        made = manifest["provenance"]["picture_layer"]
+        how = (f"--settings {made['settings_from']}" if made.get("settings_from") else
+               f"--from-data {made.get('data')} --images {made.get('images')}")
+        command = (f"tamc train picture-layer -m {base} {how} --groups {','.join(made.get('groups') or manifest['pictures'])} "
+                   f"--out {model} --name {manifest['name']}")
+        return write_picture_card(model, Path(a.base_card) if a.base_card else (Path(base) / "README.md" if base else None),
+                                  notes=notes.read_text() if notes and notes.exists() else None, quality=quality,
+                                  command=command)
     if "merged" in (manifest.get("provenance") or {}):
         return write_merged_card(run, model, quality, base_card=Path(a.base_card) if a.base_card else None,
                                  dag_recheck=Path(a.dag_recheck) if a.dag_recheck else None, notes=notes, recipe=recipe)
