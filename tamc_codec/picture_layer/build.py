@@ -25,7 +25,7 @@ import numpy as np
 from ..contract import TASKS, group_id
 from ..errors import TamcInputError
 from ..runtime.manifest import DEFAULT_PARENT_INPUT, PICTURE_TASKS, REFERENCE, read_manifest
-from ..train.model_folder import write_model_folder
+from ..train.model_folder import copy_group, write_model_folder
 
 #: Default target rates (bits per pixel of a picture layer on the validation scenes) of qualities
 #: 1..5: from about the rate where AVIF's picture meets the bench's iso targets to about 1 bpp,
@@ -282,7 +282,7 @@ def build_picture_model(base_dir: str | Path, out_dir: str | Path, qualities: li
     group's settings (picture_qualities: per quality its scale and AVIF options), serving `tasks`
     (default edge, keypoint, rgb); or {group id: settings} for several picture groups."""
     from ..contract import group_tasks
-    from ..train.merge import _group_tables, _tables
+    from ..train.merge import _tables
 
     base_dir, out = Path(base_dir), Path(out_dir)
     if out.resolve() == base_dir.resolve():
@@ -322,13 +322,7 @@ def build_picture_model(base_dir: str | Path, out_dir: str | Path, qualities: li
     files: dict[str, bytes] = {}
     graphs: dict[str, dict] = {}
     for g in kept:
-        k, new_k = base["groups"].index(g), groups.index(g)
-        tables.update(_group_tables(base_tables, k, new_k))
-        graphs[g] = {}
-        for part, spec in base["graphs"][g].items():
-            fname = f"g{new_k}_{part}.onnx"
-            files[fname] = (base_dir / spec["file"]).read_bytes()
-            graphs[g][part] = {**spec, "file": fname}
+        graphs[g] = copy_group(base_dir, base, base_tables, g, groups.index(g), tables, files)
     decoders = {}
     for t in TASKS:
         if t in serving and serving[t] not in pictures:

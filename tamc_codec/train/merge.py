@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import io
 import json
-import re
 from pathlib import Path
 
 import numpy as np
@@ -19,26 +18,15 @@ import numpy as np
 from ..contract import TASKS
 from ..errors import TamcInputError
 from ..runtime.manifest import DEFAULT_PARENT_INPUT, REFERENCE, read_manifest
-from .model_folder import write_model_folder
+from .model_folder import copy_group, write_model_folder
 
 #: what must be equal for the two models' layers to live in one file
 SHARED_KEYS = ("format_version", "latent_channels", "latent_stride", "padding_multiple", "input", "weights_precision")
-_GROUP_TABLE = re.compile(r"^(z(\d+)/.*|gain(\d+)|inv_gain(\d+))$")
 
 
 def _tables(folder: Path, manifest: dict) -> dict[str, np.ndarray]:
     with np.load(folder / manifest["tables"]) as z:
         return {k: z[k] for k in z.files}
-
-
-def _group_tables(tables: dict[str, np.ndarray], k: int, new_k: int) -> dict[str, np.ndarray]:
-    """Group k's tables under group new_k's names."""
-    out = {}
-    for key, value in tables.items():
-        m = _GROUP_TABLE.match(key)
-        if m and int(next(i for i in m.groups()[1:] if i is not None)) == k:
-            out[re.sub(r"\d+", str(new_k), key, count=1)] = value
-    return out
 
 
 def merge_models(base_dir: str | Path, added_dir: str | Path, out_dir: str | Path, *, name: str,
@@ -85,13 +73,7 @@ def merge_models(base_dir: str | Path, added_dir: str | Path, out_dir: str | Pat
         for g in src["groups"]:
             if g not in groups:
                 continue
-            k, new_k = src["groups"].index(g), groups.index(g)
-            tables.update(_group_tables(src_tables, k, new_k))
-            graphs[g] = {}
-            for part, spec in src["graphs"][g].items():
-                fname = f"g{new_k}_{part}.onnx"
-                files[fname] = (src_dir / spec["file"]).read_bytes()
-                graphs[g][part] = {**spec, "file": fname}
+            graphs[g] = copy_group(src_dir, src, src_tables, g, groups.index(g), tables, files)
     decoders = {}
     for t in TASKS:
         if t not in serving:

@@ -4,12 +4,42 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from pathlib import Path
+
+import numpy as np
 
 from ..atomic import atomic_write_bytes
 from ..runtime.manifest import MANIFEST, REFERENCE, REFERENCE_SCHEMA, model_id
 
-__all__ = ["previous_files", "write_model_folder"]
+__all__ = ["copy_group", "group_tables", "previous_files", "write_model_folder"]
+
+
+_GROUP_TABLE = re.compile(r"^(z(\d+)/.*|gain(\d+)|inv_gain(\d+))$")
+
+
+def group_tables(tables: dict[str, np.ndarray], k: int, new_k: int) -> dict[str, np.ndarray]:
+    """Group k's tables under group new_k's names."""
+    out = {}
+    for key, value in tables.items():
+        m = _GROUP_TABLE.match(key)
+        if m and int(next(i for i in m.groups()[1:] if i is not None)) == k:
+            out[re.sub(r"\d+", str(new_k), key, count=1)] = value
+    return out
+
+
+def copy_group(src_dir: Path, src: dict, src_tables: dict, group: str, new_k: int,
+               tables: dict, files: dict[str, bytes]) -> dict:
+    """Copy `group` of the model in `src_dir` (manifest `src`, tables `src_tables`) into a new model
+    as its group `new_k`: its tables renamed into `tables`, its graphs byte for byte into `files`;
+    returns the group's graph specs for the new manifest."""
+    tables.update(group_tables(src_tables, src["groups"].index(group), new_k))
+    graphs = {}
+    for part, spec in src["graphs"][group].items():
+        fname = f"g{new_k}_{part}.onnx"
+        files[fname] = (Path(src_dir) / spec["file"]).read_bytes()
+        graphs[part] = {**spec, "file": fname}
+    return graphs
 
 
 def previous_files(folder: Path) -> set[str]:
