@@ -31,18 +31,43 @@ from tamc_codec.dag.dag import build_dag, topological_order
 from tamc_codec.data.folder import open_data
 
 
-def quantiser_latents(rt, folder, images: int, quality: int) -> dict[str, np.ndarray]:
-    """{group: float32[N, C, h, w]}: y · gain[quality] as the codec quantises it."""
-    out: dict[str, list[np.ndarray]] = {g: [] for g in rt.order}
+def quantiser_latents(rt, folder, images: int, quality: int, groups: list[str]) -> dict[str, np.ndarray]:
+    """{group: float32[N, C, h, w]}: y · gain[quality] as the codec quantises it, for the latent `groups`."""
+    out: dict[str, list[np.ndarray]] = {g: [] for g in groups}
     for i in range(images):
         rgb = np.ascontiguousarray(folder.stored(i)["rgb"])
         h, w = rgb.shape[:2]
         x = (rgb.astype(np.float32) / 255.0).transpose(2, 0, 1)[None]
-        for g in rt.order:
+        for g in groups:
             gain, _ = rt.gains(g, quality)
             y = rt.run(g, "analysis", 0, image=downsample(x, rt.factor(g, h, w)))[0]
             out[g].append(y * gain[None, :, None, None])
     return {g: np.concatenate(v).astype(np.float32) for g, v in out.items()}
+
+
+def mean_layer_bytes(rt, folder, images: int, quality: int) -> dict[str, float]:
+    """{group: the codec's mean layer bytes} over the first `images` pictures at `quality`."""
+    total: dict[str, float] = {}
+    for i in range(images):
+        enc = encode_image(np.ascontiguousarray(folder.stored(i)["rgb"]), "all", quality, rt)
+        for layer in enc.layers:
+            total[layer["group"]] = total.get(layer["group"], 0) + layer["bytes"] / images
+    return total
+
+
+def picture_parent_bound(layer_bytes: dict[int, dict[str, float]], pictures: list[str],
+                         latent_groups: list[str]) -> dict:
+    """Whether a picture layer could pay, under the decode-set rule, as a latent layer's parent, at
+    any quality. Context can at most remove the child's whole layer, while every receiver of the
+    child's tasks would then also read the parent's: the edge cannot pay where the parent's bytes
+    are at least the child's, whatever the conditional entropy (so no estimator is needed)."""
+    out = {}
+    for p in pictures:
+        for c in latent_groups:
+            rows = {q: {"parent_bytes": round(b[p], 1), "child_bytes": round(b[c], 1),
+                        "can_pay": bool(b[p] < b[c])} for q, b in layer_bytes.items()}
+            out[f"{p} -> {c}"] = {"by_quality": rows, "can_pay_at_any_quality": any(r["can_pay"] for r in rows.values())}
+    return out
 
 
 def graph_bits(dag: dict, parents: dict[str, str | None], serving: dict[str, str]) -> dict:
@@ -85,40 +110,48 @@ def main() -> None:
     rt = load_model(a.model)
     folder = open_data(a.data, ["rgb"])
     n = min(a.images, len(folder))
-    latents = quantiser_latents(rt, folder, n, a.quality)
-    serving = dict(rt.serving)
+    # A picture layer (a standard codec's bitstream) takes no context and gives none: it is a root by
+    # construction, and the graph to re-check is the one over the latent layers and their tasks.
+    pictures = [g for g in rt.order if rt.is_picture(g)]
+    latent_groups = [g for g in rt.order if g not in pictures]
+    latents = quantiser_latents(rt, folder, n, a.quality, latent_groups)
+    serving = {t: g for t, g in rt.serving.items() if g in latent_groups}
     by_total = build_dag(latents)
     by_receivers = build_dag(latents, serving=serving)
     groups = list(latents)
-    candidates = {"model": dict(rt.parents), "chosen (decode sets)": by_receivers["parents"],
+    model_graph = {g: p for g, p in rt.parents.items() if g in latent_groups}
+    candidates = {"model": model_graph, "chosen (decode sets)": by_receivers["parents"],
                   "chosen (file total)": by_total["parents"], "no parents": {g: None for g in groups}}
-    for k, graph in enumerate(random_graphs(groups, a.random, seed=0)):
+    # with one latent layer every graph is "no parents": nothing random to draw
+    for k, graph in enumerate(random_graphs(groups, a.random if len(groups) > 1 else 0, seed=0)):
         topological_order(groups, graph)  # a drawn graph is acyclic by construction; checked anyway
         candidates[f"random {k}"] = graph
     bits = {name: graph_bits(by_receivers, graph, serving) for name, graph in candidates.items()}
     randoms = [v for k, v in bits.items() if k.startswith("random")]
-    codec_bytes = {}
-    for i in range(min(n, 8)):
-        enc = encode_image(np.ascontiguousarray(folder.stored(i)["rgb"]), "all", a.quality, rt)
-        for layer in enc.layers:
-            codec_bytes[layer["group"]] = codec_bytes.get(layer["group"], 0) + layer["bytes"] / min(n, 8)
+    layer_bytes = {q: mean_layer_bytes(rt, folder, min(n, 8), q) for q in range(1, rt.qualities + 1)}
+    codec_bytes = layer_bytes[a.quality]
     result = {
         "model": rt.id, "data": a.data, "images": n, "quality": a.quality, "command": sys.argv,
         "dag_file_total": {k: by_total[k] for k in ("entropy", "conditional", "parents", "order", "decisions")},
         "dag_decode_sets": {k: by_receivers[k] for k in ("parents", "order", "decisions")},
         "latents": by_receivers["latents"],
         "model_parents": dict(rt.parents),
-        "model_graph_agrees_with_decode_sets": dict(rt.parents) == by_receivers["parents"],
+        "picture_layers": pictures,
+        "model_graph_agrees_with_decode_sets": model_graph == by_receivers["parents"],
         "estimated_bits_per_picture": bits,
         "random_mean": {"total": float(np.mean([r["total"] for r in randoms])),
                         "per_task": {t: float(np.mean([r["per_task"][t] for r in randoms])) for t in serving}}
         if randoms else None,
         "codec_layer_bytes_mean": codec_bytes,
+        "codec_layer_bytes_mean_by_quality": layer_bytes,
+        "picture_parent_bound": picture_parent_bound(layer_bytes, pictures, latent_groups),
         "seconds": round(time.perf_counter() - t0, 1),
     }
     atomic_write_bytes(Path(a.out), (json.dumps(result, indent=2) + "\n").encode())
     print(f"model {rt.id[:8]}, {n} pictures of {a.data}, quality {a.quality}")
-    print(f"model graph:          {rt.parents}")
+    print(f"model graph:          {model_graph}")
+    if pictures:
+        print(f"picture layers (roots by construction, not re-checked): {', '.join(pictures)}")
     print(f"chosen (file total):  {by_total['parents']}")
     print(f"chosen (decode sets): {by_receivers['parents']}")
     head = "  ".join(f"{t:>9s}" for t in serving)
@@ -129,6 +162,10 @@ def main() -> None:
     for name, r in rows.items():
         print(f"{name:28s} {r['total'] / 1e3:9.2f}  " + "  ".join(f"{r['per_task'][t] / 1e3:9.2f}" for t in serving))
     print("codec layer bytes (mean of 8): " + ", ".join(f"{g} {b:.0f}" for g, b in codec_bytes.items()))
+    for edge, r in result["picture_parent_bound"].items():
+        worst = min(r["by_quality"].values(), key=lambda v: v["parent_bytes"] / max(v["child_bytes"], 1e-9))
+        print(f"{edge}: {'could pay' if r['can_pay_at_any_quality'] else 'cannot pay'} under the decode-set rule "
+              f"(closest: parent {worst['parent_bytes']:.0f} B against the child's {worst['child_bytes']:.0f} B)")
     print(f"wrote {a.out}")
 
 

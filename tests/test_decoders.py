@@ -251,3 +251,25 @@ def test_the_exported_model_takes_the_name_given(tiny_model, tmp_path):
     assert manifest["name"] == "default"
     from tamc_codec.runtime.manifest import model_id
     assert manifest["model_id"] == model_id(manifest)
+
+
+def test_validation_qualities_are_checked_before_any_scene_is_coded(tiny_model, tmp_path):
+    import subprocess
+    import sys
+
+    base = [sys.executable, "-m", "tamc_codec", "train", "decoders", "-m", str(tiny_model),
+            "--data", str(tiny_model.parent / "train"), "--val", str(tiny_model.parent / "val"),
+            "-o", str(tmp_path / "run"), "--steps", "1"]
+    for bad, says in (("1,99", "qualities 1 to"), ("two", "separated by commas"), ("0", "qualities 1, 2")):
+        res = subprocess.run(base + ["--val-qualities", bad], capture_output=True, text=True, timeout=120)
+        assert res.returncode != 0 and says in res.stderr and "Traceback" not in res.stderr, res.stderr
+        assert not list((tmp_path / "run").glob("*.npz"))
+
+
+def test_the_record_names_the_validation_qualities_chosen(fitted, tiny_model, tmp_path):
+    cfg, record, _, _ = fitted
+    top = RuntimeModel(tiny_model).qualities
+    assert record["val_qualities"] == sorted({min(3, top), top})  # the default
+    low = DecoderStageConfig(**{**cfg.__dict__, "out": str(tmp_path / "low"), "val_qualities": [1], "steps": 1})
+    rec, _ = train_decoders(low, progress=False, log=lambda m: None)
+    assert rec["val_qualities"] == [1] and all(name.endswith(" q1") for name in rec["history"][0]["by_source"])

@@ -215,6 +215,16 @@ def _numbers(option: str, text: str) -> list[float]:
         raise TamcInputError(f"{option} must be numbers separated by commas (got {text!r})") from None
 
 
+def _quality_list(text: str | None) -> list[int]:
+    """--val-qualities: whole qualities separated by commas ([] when not given: the stage's default)."""
+    if not text:
+        return []
+    values = _numbers("--val-qualities", text)
+    if any(v != int(v) or v < 1 for v in values):
+        raise TamcInputError(f"--val-qualities must be qualities 1, 2, ... separated by commas (got {text!r})")
+    return sorted({int(v) for v in values})
+
+
 @train.command()
 @click.option("--anchor", required=True, type=click.Path(),
               help="Stage-1 anchor.pt, or an exported model folder: its encoders and serving decoders are rebuilt "
@@ -313,13 +323,16 @@ def stage2(anchor, dag_file, data, val, out, lambdas, gain_range, steps_entropy,
 @click.option("--eval-every", type=int, default=500, show_default=True)
 @click.option("--limit", type=int, default=None, help="Use the first N scenes of each --data folder.")
 @click.option("--val-limit", type=int, default=None, help="Validate on the first N images only.")
+@click.option("--val-qualities", default=None,
+              help="Qualities each validation folder is coded at, e.g. 1,2,3; each decoder keeps the step with "
+                   "the best mean over them (default: 3 and the highest).")
 @click.option("--workers", type=int, default=0, show_default=True,
               help="Processes coding the scenes, one thread each (0: one per core). Changes no result.")
 @_experimental(DECODERS_SWITCHES)
 @_recipe_record_option
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
 def decoders(model, data, val, out, export_to, name, tasks, steps, batch_pixels, lr, precision, augment, seed,
-             eval_every, limit, val_limit, workers, experimental, recipe_record, quiet) -> None:
+             eval_every, limit, val_limit, val_qualities, workers, experimental, recipe_record, quiet) -> None:
     """Stage 3: fit an exported model's task decoders to the latents its codec decodes.
 
     Each training scene is coded whole by the model itself, at a random quality, and the
@@ -347,7 +360,8 @@ def decoders(model, data, val, out, export_to, name, tasks, steps, batch_pixels,
     cfg = DecoderStageConfig(model=model, data=list(data), val=list(val), out=out, tasks=names, steps=steps,
                              batch_pixels=batch_pixels, lr=lr, precision=precision,
                              scene_decoding=switch["scene-decoding"], context=switch["context"], augment=augment,
-                             seed=seed, eval_every=eval_every, limit=limit, val_limit=val_limit)
+                             seed=seed, eval_every=eval_every, limit=limit, val_limit=val_limit,
+                             val_qualities=_quality_list(val_qualities))
     rec, fitted = train_decoders(cfg, progress=not quiet, log=lambda m: click.echo(m, err=True), workers=workers)
     for t in TASKS:
         if t in rec["after"]:

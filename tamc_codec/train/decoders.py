@@ -337,10 +337,12 @@ def train_decoders(cfg: DecoderStageConfig, progress: bool = True, log=print,
     def random_draw(n: int) -> tuple[np.ndarray, np.ndarray]:
         return rng.integers(1, rt.qualities + 1, n), rng.random(n) < 0.5
 
+    vq = cfg.val_qualities or sorted({min(3, rt.qualities), rt.qualities})
+    if max(vq) > rt.qualities:
+        raise TamcInputError(f"validation quality {max(vq)}: the model has qualities 1 to {rt.qualities}")
     scales = _Scales(rt, scene_tasks(rt, tasks, cfg.scene_decoding))
     sources = [_Source(Path(p).name, p, rt, groups, tasks, scales, cfg, work / f"latents_{k}_{Path(p).name}.npz",
                        random_draw, cfg.limit, log, progress, workers, cfg.augment) for k, p in enumerate(cfg.data)]
-    vq = cfg.val_qualities or sorted({min(3, rt.qualities), rt.qualities})
     # named "<folder> q<quality>" in the record
     val_sources = [_Source(f"{Path(p).name} q{q}", p, rt, groups, tasks, scales, cfg,
                            work / f"val_{k}_{Path(p).name}_q{q}.npz", lambda n, q=q: (np.full(n, q), np.zeros(n, bool)),
