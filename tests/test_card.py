@@ -257,3 +257,20 @@ def test_merged_card_reads_the_added_models_positions_the_dag_recheck_and_the_ba
     text = write_merged_card(run, model, None, base_card=base_dir / "README.md", recipe=recipe)
     assert "Reproduce: `tamc train run recipes/default.toml RUN` (docs/TRAINING.md, \"The recipe file\"); made first " \
            "by the scripts the recipe replaced: `bin/train-default` (model `eeeeeeee…`), then `bin/train-scene-layer models/default runs/scene`" in text
+
+
+def test_the_dag_recheck_text_says_whether_a_picture_layer_could_be_a_parent():
+    from tamc_codec.train.card import dag_recheck_text
+
+    rows = {"1": {"parent_bytes": 1085.4, "child_bytes": 62.0, "can_pay": False},
+            "5": {"parent_bytes": 38053.8, "child_bytes": 811.5, "can_pay": False}}
+    check = {"quality": 3, "images": 50, "model_graph_agrees_with_decode_sets": True,
+             "dag_decode_sets": {"parents": {"seg+depth+normal": None}},
+             "picture_parent_bound": {"rgb -> seg+depth+normal": {"by_quality": rows, "can_pay_at_any_quality": False}}}
+    text = dag_recheck_text(check)
+    assert "keeps this graph" in text and "none could pay" in text and "1085 B against 62 B" in text
+    rows["1"] = {"parent_bytes": 50.0, "child_bytes": 62.0, "can_pay": True}
+    check["picture_parent_bound"]["rgb -> seg+depth+normal"]["can_pay_at_any_quality"] = True
+    assert "rgb -> seg+depth+normal could pay" in dag_recheck_text(check)
+    del check["picture_parent_bound"]
+    assert "roots by construction" not in dag_recheck_text(check)

@@ -329,7 +329,18 @@ def dag_recheck_text(check: dict) -> str:
     agrees = "the decode-set rule keeps this graph" if check["model_graph_agrees_with_decode_sets"] else \
         "the decode-set rule would choose " + ", ".join(f"{g} ← {p or 'none'}"
                                                         for g, p in check["dag_decode_sets"]["parents"].items())
-    return f"`benchmarks/dag_recheck.py`, q{check['quality']}, {check['images']} validation pictures at 512²: {agrees}"
+    text = f"`benchmarks/dag_recheck.py`, q{check['quality']}, {check['images']} validation pictures at 512²: {agrees}"
+    bound = check.get("picture_parent_bound") or {}
+    if bound:
+        closest = min((r for e in bound.values() for r in e["by_quality"].values()),
+                      key=lambda r: r["parent_bytes"] / max(r["child_bytes"], 1e-9))
+        pays = [e for e, r in bound.items() if r["can_pay_at_any_quality"]]
+        text += ("; the picture layers are roots by construction, and " +
+                 (f"{', '.join(pays)} could pay as a parent under the decode-set rule" if pays else
+                  "none could pay as a latent layer's parent under the decode-set rule at any quality (its bytes "
+                  f"exceed the child's whole layer: closest {closest['parent_bytes']:.0f} B against "
+                  f"{closest['child_bytes']:.0f} B)"))
+    return text
 
 
 def _positions(merged: dict) -> str | None:
@@ -454,13 +465,19 @@ def picture_lines(manifest: dict) -> list[str]:
 
 
 def write_picture_card(model: Path, base_card: Path | None = None, *, command: str | None = None,
-                       notes: str | None = None, quality: Path | None = None) -> str:
-    """The card of a model made by `tamc train picture-layer`: its picture layer, then the source
-    model's card's recipe (`base_card`), which made every layer kept; then, given `quality` (a
-    benchmarks/model_quality.py record of this model), what it measures on the test split."""
+                       notes: str | None = None, quality: Path | None = None, refits: tuple[Path, ...] = (),
+                       dag_recheck: Path | None = None) -> str:
+    """The card of a model made by `tamc train picture-layer`: its picture layer, any later stage 3
+    (`refits`: its runs), the DAG re-check, then the source model's card's recipe (`base_card`),
+    which made every layer kept; then, given `quality` (a benchmarks/model_quality.py record of
+    this model), what it measures on the test split."""
     manifest = json.loads((model / "manifest.json").read_text())
     base = ((manifest.get("provenance") or {}).get("picture_layer") or {}).get("base") or {}
     lines = _head_lines(manifest, model) + picture_lines(manifest)
+    lines += [_refit_line(s3) for s3 in (_load(Path(r) / "decoders.json") for r in refits) if s3]
+    check = _load(Path(dag_recheck)) if dag_recheck else None
+    if check:
+        lines.append(f"- DAG re-checked on this model's rate-trained latents ({dag_recheck_text(check)}).")
     if base_card and Path(base_card).exists():
         kept = Path(base_card).read_text().split("## Data and recipe", 1)[-1].split("\n## ", 1)[0].strip()
         lines += ["", f"The kept layers' recipe (model `{base.get('model_id', '?')[:8]}…`'s card):", ""]
@@ -494,7 +511,7 @@ def main(argv: list[str] | None = None) -> str:
     ap.add_argument("--source-run", help="a continued model: the run of the stages before its stage 2")
     ap.add_argument("--refit", action="append", default=[], help="a later stage 3's run (repeatable)")
     ap.add_argument("--base-card", help="a merged model: the base model's card")
-    ap.add_argument("--dag-recheck", help="a merged model: benchmarks/dag_recheck.py's record")
+    ap.add_argument("--dag-recheck", help="a merged or picture-layer model: benchmarks/dag_recheck.py's record")
     ap.add_argument("--notes", help="a Markdown file added after the numbers (default RUN/card_notes.md)")
     ap.add_argument("--recipe-record", help="RUN/recipe.json of `tamc train run`: the recipe the card names")
     a = ap.parse_args(argv)
@@ -514,7 +531,8 @@ def main(argv: list[str] | None = None) -> str:
                    f"--out {model} --name {manifest['name']}")
         return write_picture_card(model, Path(a.base_card) if a.base_card else (Path(base) / "README.md" if base else None),
                                   notes=notes.read_text() if notes and notes.exists() else None, quality=quality,
-                                  command=command)
+                                  command=command, refits=tuple(Path(r) for r in a.refit),
+                                  dag_recheck=Path(a.dag_recheck) if a.dag_recheck else None)
     if "merged" in (manifest.get("provenance") or {}):
         return write_merged_card(run, model, quality, base_card=Path(a.base_card) if a.base_card else None,
                                  dag_recheck=Path(a.dag_recheck) if a.dag_recheck else None, notes=notes, recipe=recipe)
