@@ -49,11 +49,22 @@ def main() -> None:
                     help="stage-1 anchor.pt, or 'model' for the model's own networks, unquantised")
     ap.add_argument("--data", default="data/test")
     ap.add_argument("--images", type=int, default=None, help="the first N pictures (default: all)")
+    ap.add_argument("--tasks", default=None,
+                    help="comma-separated tasks (default: every task the model serves); files carry these tasks only, "
+                         "so a model's picture layers, slow to code, can be left out when only its scene tasks changed")
     ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "model_quality.json"))
     args = ap.parse_args()
     torch.set_num_threads(2)
     rt = runtime.load_model(args.model)
     tasks = list(rt.serving)
+    if args.tasks:
+        from tamc_codec.contract import parse_task_list
+
+        wanted = parse_task_list(args.tasks)
+        unknown = [t for t in wanted if t not in tasks]
+        if unknown:
+            raise SystemExit(f"model_quality.py: {args.model} serves no {', '.join(unknown)}")
+        tasks = wanted
     # the codec's own analysis without the coding: each group at the scale the codec runs it
     anchor = ModelAnchor(rt, tasks) if args.anchor == "model" else Anchor(args.anchor, tasks, scale_of=rt)
     trivial = anchor.trivial
@@ -76,7 +87,7 @@ def main() -> None:
             anchor_met[t].update(p, s[t][None])
         for q in per_q:
             t0 = time.perf_counter()
-            enc = runtime.encode_image(img, "all", q, rt)
+            enc = runtime.encode_image(img, tasks, q, rt)
             per_q[q]["enc_s"] += time.perf_counter() - t0
             per_q[q]["bits_all"] += 8 * len(enc.data)
             with TamcReader(enc.data) as r:
@@ -92,7 +103,7 @@ def main() -> None:
     per_image = {"anchor": anchor_loss, **{f"q{q}": r["loss"] for q, r in per_q.items()}}
     mean = {k: {t: float(np.mean(vs)) for t, vs in by_task.items()} for k, by_task in per_image.items()}
     result = {"model": str(args.model), "model_id": rt.id, "anchor_source": str(args.anchor), "data": str(args.data),
-              "images": n, "trivial_loss_val": trivial,
+              "images": n, "tasks": tasks, "trivial_loss_val": trivial,
               "anchor": {t: {"loss": mean["anchor"][t], "normalised": mean["anchor"][t] / trivial[t],
                              **anchor_met[t].result()} for t in tasks},
               "qualities": []}

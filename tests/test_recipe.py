@@ -42,13 +42,19 @@ def test_shipped_recipes_parse_and_validate(path):
 def test_the_default_recipe_ends_with_the_shipped_models_card():
     r = load_recipe(ROOT / "recipes" / "default.toml")
     assert r.name == "default" and r.model == "{run}/final"
-    assert [s.kind for s in r.stages[-5:]] == ["merge", "card", "picture-layer", "quality", "card"]
+    assert [s.kind for s in r.stages[-7:]] == ["merge", "card", "picture-layer", "decoders", "dag-recheck", "quality",
+                                               "card"]
     assert r.stage("card-final").settings["quality"] == r.stage("quality-final").settings["out"]
     assert r.stage("card-final").settings["model"] == r.model
-    # the scene layer's model and its card, then the picture layer (which writes the final card on top)
+    # the scene layer's model and its card, then the picture layer, then its scene decoders fitted (stage 3)
     assert r.stage("scene128-card").settings["model"] == r.stage("scene128-merge").settings["out"] \
         == r.stage("picture").settings["model"]
-    assert r.stage("picture").settings["out"] == r.model == r.stage("quality-final").settings["model"]
+    assert r.stage("picture").settings["out"] == r.stage("final-decoders").settings["model"]
+    assert r.stage("final-decoders").settings["export"] == r.model == r.stage("quality-final").settings["model"] \
+        == r.stage("dag-recheck-final").settings["model"]
+    # the card names that stage 3 and the DAG re-check
+    assert r.stage("card-final").settings["refit"] == [r.stage("final-decoders").settings["out"]]
+    assert r.stage("card-final").settings["dag-recheck"] == r.stage("dag-recheck-final").settings["out"]
     # the shipped model's card names the recipe file
     assert "`recipes/default.toml`" in (ROOT / "models" / "default" / "README.md").read_text()
 
@@ -325,6 +331,8 @@ def _check_against_record(recipe, stage_name: str, record_file: str, switches: d
             want = [Path(x).name for x in want] if isinstance(want, list) else Path(want).name
         elif key == "tasks" and isinstance(want, str):
             want = want.split(",")
+        elif key == "val-qualities":
+            want = [int(q) for q in want.split(",")] if isinstance(want, str) else (want or [])
         assert got == want, f"{stage_name} {key}: recipe {want!r}, {record_file} {got!r}"
         checked += 1
     for field, want in (switches or {}).items():
@@ -351,6 +359,8 @@ def test_the_default_recipe_has_the_settings_that_made_the_shipped_model():
     assert _check_against_record(r, "refit-seg", "decoders_refit_seg.json", decoder_switches) >= 12
     # the scene layer (runs/scene)
     assert _check_against_record(r, "scene-stage2", "stage2_scene.json", stage2_switches) >= 17
+    # the shipped model's stage 3 (runs/s3)
+    assert _check_against_record(r, "final-decoders", "decoders_scene128.json", decoder_switches) >= 13
     start = json.loads((RESULTS / "start_group_scene.json").read_text())
     assert r.stage("scene-start").settings["group"] == start["group"]
     assert r.stage("scene-start").settings["from"] == start["encoder_of"]
@@ -374,11 +384,13 @@ def test_the_default_recipe_agrees_with_the_grouping_dag_and_data_records():
     large = json.loads((RESULTS / "stage1b.json").read_text())["large_data"]
     assert (data["train512"]["count"], data["train512"]["size"], data["train512"]["seed"]) == \
         (large["scenes"], large["size"], large["first_seed"])
-    for record in ("decoders.json", "decoders_refit_seg.json"):
+    for record in ("decoders.json", "decoders_refit_seg.json", "decoders_scene128.json"):
         rec = json.loads((RESULTS / record).read_text())
-        for src in rec["sources"] + rec["val"]:
+        for src, limit in [(s, rec["config"].get("limit")) for s in rec["sources"]] + \
+                [(s, rec["config"].get("val_limit")) for s in rec["val"]]:
             name = Path(src["path"]).name
-            assert (data[name]["count"], data[name]["size"]) == (src["scenes"], src["size"]), (record, name)
+            count = min(data[name]["count"], limit or data[name]["count"])
+            assert (count, data[name]["size"]) == (src["scenes"], src["size"]), (record, name)
     assert data["trainwide"]["materials"] == "wide"
 
 
@@ -386,7 +398,8 @@ def test_the_default_recipe_agrees_with_the_shipped_manifest():
     r = load_recipe(ROOT / "recipes" / "default.toml")
     m = json.loads((ROOT / "models" / "default" / "manifest.json").read_text())
     picture = r.stage("picture").settings
-    assert m["name"] == picture["name"] and r.model == r.stage("picture").settings["out"]
+    assert m["name"] == picture["name"] == r.stage("final-decoders").settings["name"]
+    assert r.model == r.stage("final-decoders").settings["export"]
     # the picture layer: the targets its AVIF settings were chosen for, on validation pictures
     assert sorted(m["pictures"]) == sorted(picture["groups"].split(","))
     for pics in m["pictures"].values():

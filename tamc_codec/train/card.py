@@ -428,6 +428,21 @@ def write_merged_card(run: Path, model: Path, quality_json: Path | None, *, base
     return text
 
 
+def _decoders_command(s3: dict, source: str, export: Path, name: str) -> str:
+    """The `tamc train decoders` command line a stage-3 record stands for."""
+    c = s3["config"]
+    opts = [f"-m {source}", *(f"--data {d}" for d in c["data"]), *(f"--val {v}" for v in c["val"]),
+            f"--out {Path(c['out']).name}", f"--steps {c['steps']}", f"--lr {c['lr']:g}", f"--precision {c['precision']}",
+            "--augment" if c.get("augment") else "--no-augment", f"--eval-every {c['eval_every']}"]
+    if c.get("tasks"):
+        opts.append(f"--tasks {','.join(c['tasks'])}")
+    if c.get("val_limit"):
+        opts.append(f"--val-limit {c['val_limit']}")
+    if c.get("val_qualities"):
+        opts.append(f"--val-qualities {','.join(map(str, c['val_qualities']))}")
+    return f"tamc train decoders {' '.join(opts)} --export {export} --name {name}"
+
+
 def picture_lines(manifest: dict) -> list[str]:
     """The card's lines on a model's picture layers (docs/MODEL.md, "Picture layers"), from its manifest."""
     lines = []
@@ -527,8 +542,12 @@ def main(argv: list[str] | None = None) -> str:
         made = manifest["provenance"]["picture_layer"]
         how = (f"--settings {made['settings_from']}" if made.get("settings_from") else
                f"--from-data {made.get('data')} --images {made.get('images')}")
-        command = (f"tamc train picture-layer -m {base} {how} --groups {','.join(made.get('groups') or manifest['pictures'])} "
-                   f"--out {model} --name {manifest['name']}")
+        groups = ",".join(made.get("groups") or manifest["pictures"])
+        refit = [r for r in (_load(Path(r) / "decoders.json") for r in a.refit) if r]
+        command = f"tamc train picture-layer -m {base} {how} --groups {groups} --out {'PICTURE' if refit else model} " \
+                  f"--name {manifest['name']}"
+        for k, s3 in enumerate(refit):
+            command += f"`, then `{_decoders_command(s3, 'PICTURE' if k == 0 else 'PREVIOUS', model, manifest['name'])}"
         return write_picture_card(model, Path(a.base_card) if a.base_card else (Path(base) / "README.md" if base else None),
                                   notes=notes.read_text() if notes and notes.exists() else None, quality=quality,
                                   command=command, refits=tuple(Path(r) for r in a.refit),
