@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from ..contract import TASKS
+from ..effort import DEFAULT_EFFORT
 from ..errors import TamcInputError
 from . import baselines, curves
 from .evaluate import (FILTER_TASKS, HIGHER_IS_BETTER, PRIMARY_METRIC, Anchor, ModelAnchor, Point, ensure_test_split,
@@ -42,6 +43,8 @@ class BenchConfig:
     anchor: str | None = None
     images: int | None = None
     qualities: list[int] | None = None
+    #: tamc's encoder effort (effort.EFFORTS)
+    effort: int = DEFAULT_EFFORT
     speed_images: int = 4
     progress: bool = True
     #: threads for torch and onnxruntime; None = their defaults (all cores). On a shared
@@ -245,7 +248,7 @@ def run_bench(cfg: BenchConfig, log=print) -> dict:
                 bar.set_postfix_str(f"image {i + 1}/{images.count} tamc q{q}", refresh=False)
                 pt = points["tamc"][q]
                 t0 = time.perf_counter()
-                enc = encode_image(image, tasks, q, rt, threads=cfg.threads or None)
+                enc = encode_image(image, tasks, q, rt, threads=cfg.threads or None, effort=cfg.effort)
                 pt.time("encode", time.perf_counter() - t0)
                 pt.bits += 8.0 * len(enc.data)
                 pt.pixels += h * w
@@ -304,7 +307,7 @@ def run_bench(cfg: BenchConfig, log=print) -> dict:
             "data": images.info,
             "git_commit": _git_commit(),
             "versions": versions,
-            "codec_settings": {**sweeps, **({"tamc": {"parameter": "quality", "values": qualities}} if rt else {})},
+            "codec_settings": {**sweeps, **({"tamc": {"parameter": "quality", "values": qualities, "effort": cfg.effort}} if rt else {})},
             # what every classical row depends on, for a later --reuse; and where this run's came from
             "classical_inputs": inputs,
             "reused": reuse_record,

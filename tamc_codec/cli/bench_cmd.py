@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import click
 
+from ..effort import DEFAULT_EFFORT, EFFORTS
 from ..errors import TamcInputError
 
 
@@ -62,6 +63,8 @@ def _scales(text: str) -> list[int]:
                    "anchor.pt or models/default/anchor/anchor.pt where one exists, else 'model'.")
 @click.option("--images", type=int, default=None, help="Use the first N images (default 24; 4 with --quick).")
 @click.option("--qualities", default=None, help="tamc qualities, e.g. 1,3,5 (default: all; 3 with --quick).")
+@click.option("--effort", type=click.IntRange(min(EFFORTS), max(EFFORTS)), default=DEFAULT_EFFORT, show_default=True,
+              help="tamc's encoder effort (tamc encode --effort): 0 rounds the latents, higher searches them.")
 @click.option("--quick", is_flag=True,
               help="A few images, three settings per codec, one per down-scaled variant (CI, a few minutes).")
 @click.option("--ablation", is_flag=True, help="Also evaluate the ablation models of bin/train-ablation.")
@@ -82,7 +85,7 @@ def _scales(text: str) -> list[int]:
                    "match; rows DIR lacks (a new scale, setting or task) are computed, tamc always is. "
                    "results.json records the rows taken and from where (provenance.reused).")
 @click.option("--no-progress", is_flag=True, help="No progress bars.")
-def bench(data, tasks, codecs, scales, model, anchor, images, qualities, quick, ablation, ablation_dir, speed_images,
+def bench(data, tasks, codecs, scales, model, anchor, images, qualities, effort, quick, ablation, ablation_dir, speed_images,
           out, threads, reuse, no_progress) -> None:
     """Rate-performance curves of tamc and of JPEG, WebP and AVIF (compress, then analyse).
 
@@ -121,7 +124,7 @@ def bench(data, tasks, codecs, scales, model, anchor, images, qualities, quick, 
     cfg = BenchConfig(out=out, data=data, tasks=task_list, codecs=_codecs(codecs), scales=_scales(scales),
                       quick=quick, ablation=ablation,
                       ablation_dir=ablation_dir, model=model, anchor=anchor, images=images,
-                      qualities=_qualities(qualities), speed_images=max(0, speed_images), progress=not no_progress,
+                      qualities=_qualities(qualities), effort=effort, speed_images=max(0, speed_images), progress=not no_progress,
                       threads=threads, reuse=reuse)
     log = lambda msg: click.echo(msg, err=True)  # noqa: E731
     results = run_bench(cfg, log=log)

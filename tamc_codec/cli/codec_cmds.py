@@ -17,6 +17,7 @@ from pathlib import Path
 import click
 
 from ..bitstream.container import Header, LayerEntry, TamcReader
+from ..effort import DEFAULT_EFFORT, EFFORTS
 from ..errors import TamcError, TamcInputError
 from ..limits import DECODE_BYTES_PER_PIXEL, ENCODE_BYTES_PER_PIXEL, MAX_PIXELS, MAX_STDIN_BYTES, check_padded
 
@@ -211,6 +212,12 @@ def _say(line: str, bar=None, *, err: bool = False) -> None:
                    "keypoint, rgb), or 'all' (every task the model serves).")
 @click.option("--quality", type=int, default=None, metavar="Q",
               help="1 = lowest rate .. Q = highest quality (Q from the model). Default: the model's highest.")
+@click.option("--effort", type=click.IntRange(min(EFFORTS), max(EFFORTS)), default=DEFAULT_EFFORT, show_default=True,
+              help="How hard the encoder searches each learned layer's symbols for the requested tasks: 0 "
+                   "rounds them (fastest); 1 tries up to 512 moves a layer, for fewer bits at the same or "
+                   "better task quality (seconds a picture; docs/CLI.md, \"Effort\"); 2 searches until "
+                   "nothing moves. Every effort decodes the same way, and the file never depends on the "
+                   "thread count.")
 @click.option("--model", "model_name", metavar="NAME_OR_DIR",
               help="Model folder or name (see MODELS below). Default: models/default, else the first installed.")
 @click.option("--allow-large", is_flag=True,
@@ -219,7 +226,7 @@ def _say(line: str, bar=None, *, err: bool = False) -> None:
 @click.option("--json", "as_json", is_flag=True,
               help="Print the report as JSON (an object; a list of objects for several inputs).")
 @click.option("-v", "--verbose", is_flag=True, help="Also print the model, padded size and time taken.")
-def encode(inputs: tuple[str, ...], output: str | None, tasks: str, quality: int | None,
+def encode(inputs: tuple[str, ...], output: str | None, tasks: str, quality: int | None, effort: int,
            model_name: str | None, allow_large: bool, as_json: bool, verbose: bool) -> None:
     """Compress images into layered .tamc files.
 
@@ -321,7 +328,7 @@ def encode(inputs: tuple[str, ...], output: str | None, tasks: str, quality: int
                 try:
                     image = io.BytesIO(_read_stdin("an image")) if src == STDIO else src
                     img = read_image(image, check_size=check_size, notices=notices, name=str(src))
-                    enc = codec.encode_image(img, names, q, rt, allow_large=allow_large)
+                    enc = codec.encode_image(img, names, q, rt, allow_large=allow_large, effort=effort)
                 except MemoryError:
                     raise TamcInputError(f"{src}: out of memory (the image is too large for this machine)") from None
                 finally:
@@ -341,7 +348,7 @@ def encode(inputs: tuple[str, ...], output: str | None, tasks: str, quality: int
             finally:
                 if bar is not None:
                     bar.update(1)
-            r = _encode_report(src, dest, enc, rt, names, q, notices, time.perf_counter() - t0)
+            r = _encode_report(src, dest, enc, rt, names, q, effort, notices, time.perf_counter() - t0)
             reports.append(r)
             if not as_json:
                 for line in _encode_lines(r, verbose):
@@ -357,8 +364,8 @@ def encode(inputs: tuple[str, ...], output: str | None, tasks: str, quality: int
         sys.exit(2)
 
 
-def _encode_report(src: Path | str, dest: Path | str, enc, rt, names: list[str], q: int, notices: list[str],
-                   seconds: float) -> dict:
+def _encode_report(src: Path | str, dest: Path | str, enc, rt, names: list[str], q: int, effort: int,
+                   notices: list[str], seconds: float) -> dict:
     layers = [{"index": i, "group": l["group"], "parent": l["parent"], "tasks": l["tasks"], "bytes": l["bytes"],
                "coding": l.get("coding", "latent")} for i, l in enumerate(enc.layers)]
     total = len(enc.data)
@@ -371,6 +378,7 @@ def _encode_report(src: Path | str, dest: Path | str, enc, rt, names: list[str],
         "image_size": [enc.height, enc.width],
         "padded_size": [enc.padded_height, enc.padded_width],
         "quality": q,
+        "effort": effort,
         "tasks": names,
         "layers": layers,
         "header_bytes": total - sum(l["bytes"] for l in layers),
@@ -393,7 +401,7 @@ def _encode_lines(r: dict, verbose: bool) -> list[str]:
     if verbose:
         ph, pw = r["padded_size"]
         lines.append(f"  model {r['model']} ({r['model_id']}) in {r['model_dir']}")
-        lines.append(f"  padded to {ph}x{pw}; {r['seconds']:.3f} s")
+        lines.append(f"  padded to {ph}x{pw}; effort {r['effort']}; {r['seconds']:.3f} s")
     return lines
 
 

@@ -3,6 +3,7 @@
 - `codec`: encode_image / decode_task (and the plain encode / decode), task and quality parsing,
   the size check, a task decoder's prediction and its raw output;
 - `layer_codec`: one group's layer, coded and decoded by the same steps;
+- `search`: the encoder's choice of a layer's symbols beyond rounding (`--effort`);
 - `picture`: a picture layer (the picture coded by AVIF through Pillow; its tasks are the picture and
   CONTRACT.md's filters of it), and the down- and up-scaling the bench's variants share;
 - `model`: an exported model folder (manifest, ONNX graphs, entropy tables) and where models are found;

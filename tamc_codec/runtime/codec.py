@@ -24,10 +24,12 @@ from ..bitstream.container import MODEL_ID_PREFIX_BYTES
 from ..contract import TASK_ALIASES, TASKS, mask_tasks, parse_task_list, task_mask
 from ..errors import TamcFormatError, TamcInputError, TamcModelError
 from .images import read_image
-from .layer_codec import CodedLayer, LayerCodec
+from .layer_codec import PARAM_THREADS, CodedLayer, LayerCodec
 from .model import RuntimeModel, find_model
 from .picture import picture_output, picture_prediction
 from .resample import downsample, on_grid, upsample
+from ..effort import DEFAULT_EFFORT, check_effort
+from .search import Objective, task_objective
 from .units import denormalise
 
 _MODELS: dict[str, RuntimeModel] = {}
@@ -178,14 +180,39 @@ def task_prediction(model: RuntimeModel, task: str, latents: Mapping[str, np.nda
     g = model.serving[task]
     if model.is_picture(g):
         return picture_prediction(task, latents[g][:height, :width])
-    f = model.task_factor(task, height, width)
-    y = downsample(latents[g], f // model.factor(g, height, width))
+    pred = decoder_output(model, task, latents, height, width, threads)
+    return upsample(pred, model.task_factor(task, height, width))[:, :height, :width]
+
+
+def decoder_output(model: RuntimeModel, task: str, latents: Mapping[str, np.ndarray], height: int,
+                   width: int, threads: int | None = None) -> np.ndarray:
+    """A latent group's task decoder's output (C, h, w) at the task's scale, before task_prediction
+    upsamples it to the picture."""
+    g = model.serving[task]
+    y = downsample(latents[g], model.task_factor(task, height, width) // model.factor(g, height, width))
     feed = {"y": y}
     context = model.decoder_context(task)
     if context:
         feed["context"] = np.concatenate([on_grid(latents[a], y.shape[-2:]) for a in context], axis=1)
-    pred = model.run(None, task, _threads(threads), **feed)[0][0]
-    return upsample(pred, f)[:, :height, :width]
+    return model.run(None, task, _threads(threads), **feed)[0][0]
+
+
+def _objective(model: RuntimeModel, group: str, tasks: list[str], y: np.ndarray, coded: Mapping[str, CodedLayer],
+               quality: int, height: int, width: int, threads: int | None) -> Objective | None:
+    """What the symbol search of `group`'s layer minimises for the requested `tasks` it serves
+    (runtime.search), None where it serves none of them."""
+    served = [t for t in tasks if model.serving.get(t) == group]
+    if not served:
+        return None
+    latents = {g: c.latent for g, c in coded.items()}
+
+    def outputs(task: str, latent: np.ndarray) -> np.ndarray:
+        # one thread a graph: a search's choices, and so the file, must not depend on the thread count
+        return decoder_output(model, task, {**latents, group: latent}, height, width, PARAM_THREADS)
+
+    spec = model.manifest["qualities"][quality - 1]
+    lam = float(spec.get("lambda_by_group", {}).get(group, spec["lambda"]))
+    return task_objective(outputs, served, y, model.trivial_loss, lam, workers=_threads(threads) or os.cpu_count() or 1)
 
 
 def raw_output(task: str, pred: np.ndarray, model: RuntimeModel) -> np.ndarray:
@@ -195,10 +222,13 @@ def raw_output(task: str, pred: np.ndarray, model: RuntimeModel) -> np.ndarray:
 
 def encode_image(image: Any, tasks: Any = "all", quality: int | None = None,
                  model: str | RuntimeModel | None = None, allow_large: bool = False,
-                 threads: int | None = None) -> EncodeResult:
+                 threads: int | None = None, effort: int = DEFAULT_EFFORT) -> EncodeResult:
     """Code `image` (a path, a PIL image or a uint8 (H, W, 3) array); the padded size is checked
     against limits.MAX_PIXELS (unless allow_large) before a path's pixels are decoded.
-    threads: of the analysis graphs (default_threads() when None); never changes a bit."""
+    threads: of the analysis graphs (default_threads() when None); never changes a bit.
+    effort: how hard the encoder searches each latent layer's symbols for the requested tasks
+    (effort.EFFORTS; 0 rounds them). The file decodes the same way whatever it is."""
+    check_effort(effort)
     rt = _runtime(model)
     img = _as_image(image, rt, allow_large)
     h, w = img.shape[:2]
@@ -228,7 +258,8 @@ def encode_image(image: Any, tasks: Any = "all", quality: int | None = None,
             pictures[f] = downsample(x, f)
         y = rt.run(g, "analysis", _threads(threads), image=pictures[f])[0]
         p = rt.parents[g]
-        layer = LayerCodec(rt, g, q, y.shape[-2:], coded[p].context if p else None).encode(y)
+        objective = _objective(rt, g, names, y, coded, q, h, w, threads) if effort else None
+        layer = LayerCodec(rt, g, q, y.shape[-2:], coded[p].context if p else None).encode(y, objective, effort)
         coded[g] = layer
         layers.append((LayerSpec(group=rt.groups.index(g), parent=position[p] if p else None,
                                  tasks=task_mask(served)), layer.payload))

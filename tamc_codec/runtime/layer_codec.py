@@ -25,6 +25,7 @@ from ..entropy import index_checksum
 from ..errors import TamcFormatError
 from .model import RuntimeModel
 from .resample import on_grid
+from .search import Objective, search_symbols
 
 #: Graphs that decide entropy parameters run single-threaded: identical floats on every machine setting.
 PARAM_THREADS = 1
@@ -108,21 +109,56 @@ class LayerCodec:
 
     # ------------------------------------------------------------------ directions
 
-    def encode(self, y: np.ndarray) -> CodedLayer:
-        """Code the analysis output `y` (1, C, H, W) on this layer's grid."""
+    def _searched(self, ys: np.ndarray, psi: np.ndarray, objective: Objective, effort: int
+                  ) -> tuple[np.ndarray, np.ndarray]:
+        """Each pass's symbols as runtime.search chooses them; the cost of a choice is computed on
+        what the decoder would hold (pass 2's parameters from the chosen anchors)."""
+        gauss, anchor = self.model.gaussian, self.anchor
+        mean1, scale1 = self._params("pass1", psi, None)
+        index1 = gauss.indexes(scale1[anchor])
+        pass2: dict[bytes, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+
+        def decoded(sym1: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+            key = sym1.tobytes()
+            if key not in pass2:  # a move of a non-anchor leaves pass 2's parameters as they were
+                y_hat = np.zeros(self.shape, np.float32)
+                y_hat[anchor] = sym1 + mean1[anchor]
+                mean2, scale2 = self._params("pass2", psi, y_hat)
+                pass2.clear()
+                pass2[key] = (y_hat, mean2, gauss.indexes(scale2[~anchor]))
+            return pass2[key]
+
+        def cost(sym1: np.ndarray, sym2: np.ndarray) -> float:
+            y_hat, mean2, index2 = decoded(sym1)
+            y_hat = y_hat.copy()
+            y_hat[~anchor] = sym2 + mean2[~anchor]
+            bits = gauss.information_content(sym1, index1) + gauss.information_content(sym2, index2)
+            return objective.distortion(y_hat * self.inv_gain[None, :, None, None]) + objective.mu * bits
+
+        sym1 = np.rint(ys[anchor] - mean1[anchor]).astype(np.int32)
+        mean2 = decoded(sym1)[1]
+        sym2 = np.rint(ys[~anchor] - mean2[~anchor]).astype(np.int32)
+        residual = (ys[anchor] - mean1[anchor], ys[~anchor] - mean2[~anchor])
+        return search_symbols((sym1, sym2), residual, cost, effort)
+
+    def encode(self, y: np.ndarray, objective: Objective | None = None, effort: int = 0) -> CodedLayer:
+        """Code the analysis output `y` (1, C, H, W) on this layer's grid: its elements rounded, or,
+        with an `objective` and an effort above 0, the symbols runtime.search finds."""
         ys = y * self.gain[None, :, None, None]
         if self.fixed_z is None:
             z = self.model.run(self.group, "hyper_analysis", PARAM_THREADS, ys=ys)[0]
             z_sym = np.rint(z - self.medians[None, :, None, None]).astype(np.int32)
         else:
             z_sym = self._fixed_symbols()
+        psi = self._psi(z_sym)
+        chosen = self._searched(ys, psi, objective, effort) if objective is not None and effort > 0 else None
         coded: list[np.ndarray] = []
 
         def rounded(k: int, mask: np.ndarray, mean: np.ndarray, indexes: list[np.ndarray]) -> np.ndarray:
-            coded.append(np.rint(ys[mask] - mean[mask]).astype(np.int32))
+            coded.append(chosen[k - 1] if chosen else np.rint(ys[mask] - mean[mask]).astype(np.int32))
             return coded[-1]
 
-        y_hat, indexes = self._latent(self._psi(z_sym), rounded)
+        y_hat, indexes = self._latent(psi, rounded)
         streams = [self.hyper.encode(z_sym)] if self.fixed_z is None else []
         streams += [self.model.gaussian.encode(sym, idx) for sym, idx in zip(coded, indexes)]
         payload = pack_substreams(streams, index_checksum(*indexes))
