@@ -22,13 +22,13 @@ from .. import limits
 from ..bitstream import CODING_AVIF, CODING_LATENT, CODINGS, Header, LayerSpec, TamcReader, pack
 from ..bitstream.container import MODEL_ID_PREFIX_BYTES
 from ..contract import TASK_ALIASES, TASKS, mask_tasks, parse_task_list, task_mask
+from ..effort import DEFAULT_EFFORT, check_effort
 from ..errors import TamcFormatError, TamcInputError, TamcModelError
 from .images import read_image
 from .layer_codec import PARAM_THREADS, CodedLayer, LayerCodec
 from .model import RuntimeModel, find_model
 from .picture import picture_output, picture_prediction
 from .resample import downsample, on_grid, upsample
-from ..effort import DEFAULT_EFFORT, check_effort
 from .search import Objective, task_objective
 from .units import denormalise
 

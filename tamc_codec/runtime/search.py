@@ -23,6 +23,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 
@@ -55,12 +56,18 @@ def output_distance(task: str, out: np.ndarray, ref: np.ndarray) -> float:
     return float(np.abs(out - ref).mean())
 
 
+@lru_cache(maxsize=None)
+def _pool(workers: int) -> ThreadPoolExecutor:
+    """One pool per size for the whole process: an encode must not start and leak threads."""
+    return ThreadPoolExecutor(workers, thread_name_prefix="tamc-search")
+
+
 def task_objective(outputs: Callable[[str, np.ndarray], np.ndarray], tasks: list[str], latent: np.ndarray,
                    trivial: Mapping[str, float], lam: float, workers: int = 1) -> Objective:
     """The objective for `tasks`, whose decoder outputs on a latent `outputs(task, latent)` gives,
     measured from their outputs on the unquantised `latent`. With `workers` > 1 the tasks' decoders
     run side by side (each output is the same either way)."""
-    pool = ThreadPoolExecutor(min(workers, len(tasks))) if workers > 1 and len(tasks) > 1 else None
+    pool = _pool(min(workers, len(tasks))) if workers > 1 and len(tasks) > 1 else None
 
     def each(fn: Callable[[str], float]) -> list[float]:
         return list(pool.map(fn, tasks)) if pool else [fn(t) for t in tasks]
